@@ -1,0 +1,123 @@
+//! The command line: clap definitions, one file per command. Each command resolves its
+//! inputs, calls one operation, and hands the outcome to the printer; no logic lives here.
+
+mod lint;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::ops::ProjectOptions;
+use crate::ui::{self, Diagnostic, ExitStatus, OutputFormat, Printer};
+
+/// Ferry: render, harden, release and recover Kubernetes applications.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Output format: text for people, or JSON (JSON Lines for long operations).
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    output: OutputFormat,
+    /// The project directory (default: the nearest directory with a ferry.yaml).
+    #[arg(long, global = true, value_name = "DIR")]
+    project: Option<PathBuf>,
+    /// The kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: the environment file's `context`).
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
+    /// Answer yes to confirmations (for CI).
+    #[arg(long, global = true)]
+    yes: bool,
+    /// Never draw progress bars.
+    #[arg(long, global = true)]
+    no_progress: bool,
+    /// More logs on stderr: -v debug, -vv trace.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Render an environment's manifests (nothing touches a cluster).
+    Render(render::RenderArgs),
+    /// Check an environment's manifests against the hardening and zero-downtime rules.
+    Lint(lint::LintArgs),
+}
+
+/// Flags naming the environment and overriding its values.
+#[derive(Debug, clap::Args)]
+pub struct EnvironmentArgs {
+    /// The environment (a file environments/<ENV>.yaml).
+    #[arg(value_name = "ENV")]
+    environment: String,
+    /// Override a value: --set path.to.key=value (repeatable; later wins).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    sets: Vec<String>,
+}
+
+impl EnvironmentArgs {
+    fn project_options(&self, global: &GlobalArgs) -> ProjectOptions {
+        ProjectOptions {
+            project: global.project.clone(),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            environment: self.environment.clone(),
+            sets: self.sets.clone(),
+        }
+    }
+}
+
+/// What a command returns: how it ended, or an error to render.
+type CommandResult = Result<ExitStatus, Box<dyn Diagnostic>>;
+
+/// Runs ferry with the process arguments and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitStatus::BadInput.into()
+            } else {
+                ExitStatus::Success.into()
+            };
+        }
+    };
+    ui::logging::init(cli.global.verbose);
+    let printer = Printer::new(cli.global.output);
+    let status = match run(&cli, &printer) {
+        Ok(status) => status,
+        Err(error) => {
+            ui::render_error(&printer, error.as_ref());
+            error.exit_status()
+        }
+    };
+    if printer.stdout_closed() {
+        ExitStatus::Success.into()
+    } else {
+        status.into()
+    }
+}
+
+fn run(cli: &Cli, printer: &Printer) -> CommandResult {
+    match &cli.command {
+        Command::Render(args) => render::run(args, &cli.global, printer),
+        Command::Lint(args) => lint::run(args, &cli.global, printer),
+    }
+}
+
+/// Boxes a module error for the top level.
+fn boxed<E: Diagnostic>(error: E) -> Box<dyn Diagnostic> {
+    Box::new(error)
+}

@@ -1,0 +1,21 @@
+//! Ferry carries an application from source to production on Kubernetes.
+//!
+//! The modules follow the flow of `../shared/DESIGN.md`:
+//!
+//! - [`cli`]: clap definitions, one file per command; parse, one ops call, print.
+//! - [`ops`]: one file per operation; an options struct in, an outcome out; no printing.
+//! - [`project`]: `ferry.yaml` and `environments/`: types, loading, merging, validation.
+//! - [`render`]: the Handlebars registry, its helpers and the ordered object bundle.
+//! - [`object`]: a rendered Kubernetes object and the identity (kind, namespace, name) of one.
+//! - [`policy`]: hardening and zero-downtime rules as pure functions over objects.
+//! - [`ui`]: the printer (human and JSON), error rendering, logging.
+//!
+//! Pure modules (`project`, `render`, `object`, `policy`) never touch the network or a cluster.
+
+pub mod cli;
+pub mod object;
+pub mod ops;
+pub mod policy;
+pub mod project;
+pub mod render;
+pub mod ui;

@@ -1,0 +1,186 @@
+//! `ferry render`: the environment's manifests, linted, secrets redacted unless asked.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::prepare::{self, ProjectOptions, prepare};
+use crate::object::{Object, ObjectRef};
+use crate::policy::{self, Finding, LintContext};
+use crate::render::{self, Bundle};
+use crate::ui::{Diagnostic, ExitStatus};
+
+/// What to render and how.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// Project, environment and `--set` overrides.
+    pub project: ProjectOptions,
+    /// Print secret values instead of `***`.
+    pub show_secrets: bool,
+    /// Run the lint first and refuse a bundle with errors.
+    pub lint: bool,
+    /// Write one file per object into this directory instead of returning one stream.
+    pub output_dir: Option<PathBuf>,
+}
+
+/// The rendered environment.
+#[derive(Debug, Serialize)]
+pub struct RenderOutcome {
+    /// The environment's name.
+    pub environment: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The digest of the templates rendered.
+    pub templates_digest: String,
+    /// Objects in apply order, redacted unless `show_secrets`; empty when `blocked`.
+    pub objects: Vec<RenderedObject>,
+    /// Lint findings (empty when the lint was skipped).
+    pub findings: Vec<Finding>,
+    /// True when lint errors stopped the output.
+    pub blocked: bool,
+    /// Files written with `-o DIR`, in order.
+    pub written: Vec<PathBuf>,
+}
+
+/// One object of the outcome, with its YAML text.
+#[derive(Debug, Serialize)]
+pub struct RenderedObject {
+    /// Who it is.
+    pub id: ObjectRef,
+    /// The template it came from.
+    pub template: Option<PathBuf>,
+    /// The object.
+    pub object: Value,
+    /// The object as one YAML document.
+    #[serde(skip)]
+    pub yaml: String,
+}
+
+/// Errors of `ferry render`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Loading or rendering failed.
+    #[error(transparent)]
+    Prepare(#[from] prepare::Error),
+    /// An output file could not be written.
+    #[error("failed to write {}", path.display())]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Diagnostic for Error {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            Error::Prepare(e) => e.exit_status(),
+            Error::Write { .. } => ExitStatus::Failure,
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            Error::Prepare(e) => e.hints(),
+            Error::Write { .. } => Vec::new(),
+        }
+    }
+}
+
+/// Renders the environment, lints it, and returns (or writes) the redacted manifests.
+///
+/// # Errors
+/// Project and template errors (nothing is written); I/O errors writing `output_dir`.
+pub fn render(opts: &RenderOptions) -> Result<RenderOutcome, Error> {
+    let prepared = prepare(&opts.project)?;
+    let findings = if opts.lint {
+        policy::lint(&prepared.bundle.objects, &LintContext::default())
+    } else {
+        Vec::new()
+    };
+    let blocked = policy::has_errors(&findings);
+    let shown: Bundle = if opts.show_secrets {
+        prepared.bundle.clone()
+    } else {
+        render::redact_bundle(&prepared.bundle, &prepared.env.secrets.used())
+    };
+    let objects = if blocked {
+        Vec::new()
+    } else {
+        shown.objects.iter().map(rendered_object).collect()
+    };
+    let written = match (&opts.output_dir, blocked) {
+        (Some(dir), false) => write_files(dir, &objects)?,
+        _ => Vec::new(),
+    };
+    Ok(RenderOutcome {
+        environment: prepared.env.name.clone(),
+        namespace: prepared.env.namespace.clone(),
+        templates_digest: prepared.bundle.templates_digest.clone(),
+        objects,
+        findings,
+        blocked,
+        written,
+    })
+}
+
+fn rendered_object(object: &Object) -> RenderedObject {
+    RenderedObject {
+        id: object.id.clone(),
+        template: object.origin.as_ref().map(|o| o.template.clone()),
+        object: object.value.clone(),
+        yaml: render::object_yaml(&object.value),
+    }
+}
+
+/// The file name of the `index`-th object: `NNN-kind-namespace-name.yaml`, sorting in apply
+/// order.
+fn file_name(index: usize, id: &ObjectRef) -> String {
+    let namespace = id
+        .namespace
+        .as_deref()
+        .map(|n| format!("{n}-"))
+        .unwrap_or_default();
+    format!(
+        "{:03}-{}-{namespace}{}.yaml",
+        index + 1,
+        id.kind.to_ascii_lowercase(),
+        id.name
+    )
+}
+
+/// Writes one file per object into `dir`, after removing files of an earlier render there
+/// (`NNN-*.yaml`), so the directory holds exactly this bundle.
+fn write_files(dir: &Path, objects: &[RenderedObject]) -> Result<Vec<PathBuf>, Error> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Write { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let earlier = name.len() > 4
+            && name[..3].bytes().all(|b| b.is_ascii_digit())
+            && name[3..].starts_with('-')
+            && name.ends_with(".yaml");
+        if earlier {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    objects
+        .iter()
+        .enumerate()
+        .map(|(index, object)| {
+            let path = dir.join(file_name(index, &object.id));
+            std::fs::write(&path, &object.yaml).map_err(io(&path))?;
+            Ok(path)
+        })
+        .collect()
+}

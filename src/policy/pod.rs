@@ -1,0 +1,312 @@
+//! Read-only views over the pod templates of a bundle, shared by the rule families.
+//!
+//! A [`Pod`] is the pod spec of any pod-bearing object (Pod, Deployment, StatefulSet,
+//! DaemonSet, ReplicaSet, Job, CronJob) together with its dotted path, and a [`Container`] is
+//! one entry of its `initContainers`, `containers` or `ephemeralContainers`. The views only
+//! borrow the rendered JSON; they never change it and never fail: a field of the wrong type
+//! reads as absent and is left to the API server's validation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::Violation;
+use crate::object::Object;
+
+/// Which container lists of a pod a rule inspects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Which {
+    /// `initContainers`, `containers` and `ephemeralContainers`, as Pod Security visits them.
+    All,
+    /// `initContainers` and `containers` (ephemeral containers may not set resources).
+    InitAndRegular,
+    /// `containers` only: the ones that serve traffic.
+    Regular,
+}
+
+/// The container lists of a pod spec, with how a finding names their entries.
+const LISTS: [(&str, &str); 3] = [
+    ("initContainers", "init container"),
+    ("containers", "container"),
+    ("ephemeralContainers", "ephemeral container"),
+];
+
+/// The pod spec of one pod-bearing object.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pod<'a> {
+    /// The object that carries the pod spec.
+    pub object: &'a Object,
+    /// The pod spec itself (a JSON object).
+    pub spec: &'a Value,
+    /// The dotted path of the pod spec inside the object, e.g. `spec.template.spec`.
+    pub path: &'static str,
+}
+
+/// One container of a pod spec.
+#[derive(Debug, Clone)]
+pub(super) struct Container<'a> {
+    /// The container as rendered.
+    pub value: &'a Value,
+    /// Its dotted path, e.g. `spec.template.spec.containers[0]`.
+    pub path: String,
+    /// How a message names it, e.g. `init container "migrate"`.
+    pub label: String,
+}
+
+/// Every pod spec in `bundle`, in bundle order.
+pub(super) fn pods(bundle: &[Object]) -> impl Iterator<Item = Pod<'_>> {
+    bundle.iter().filter_map(|object| {
+        object
+            .pod_spec()
+            .filter(|spec| spec.is_object())
+            .map(|spec| Pod {
+                object,
+                spec,
+                path: object.pod_spec_path(),
+            })
+    })
+}
+
+/// Runs `check` on every pod spec of `bundle` and collects what it reports.
+pub(super) fn per_pod(
+    bundle: &[Object],
+    check: impl Fn(&Pod<'_>, &mut Vec<Violation>),
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for pod in pods(bundle) {
+        check(&pod, &mut out);
+    }
+    out
+}
+
+/// Runs `check` on every container (of the lists `which` selects) of every pod in `bundle`.
+pub(super) fn per_container(
+    bundle: &[Object],
+    which: Which,
+    check: impl Fn(&Pod<'_>, &Container<'_>, &mut Vec<Violation>),
+) -> Vec<Violation> {
+    per_pod(bundle, |pod, out| {
+        for container in pod.containers(which) {
+            check(pod, &container, out);
+        }
+    })
+}
+
+impl<'a> Pod<'a> {
+    /// The dotted path of `rest` inside the pod spec.
+    pub fn at(&self, rest: &str) -> String {
+        format!("{}.{rest}", self.path)
+    }
+
+    /// The non-null value at JSON pointer `pointer` inside the pod spec.
+    pub fn get(&self, pointer: &str) -> Option<&'a Value> {
+        present(self.spec.pointer(pointer))
+    }
+
+    /// The containers of the lists `which` selects, in Pod Security's visiting order.
+    pub fn containers(&self, which: Which) -> Vec<Container<'a>> {
+        let lists: &[(&str, &str)] = match which {
+            Which::All => &LISTS,
+            Which::InitAndRegular => &LISTS[..2],
+            Which::Regular => &LISTS[1..2],
+        };
+        let mut out = Vec::new();
+        for (list, noun) in lists {
+            let Some(items) = self.spec.get(*list).and_then(Value::as_array) else {
+                continue;
+            };
+            for (index, value) in items.iter().enumerate() {
+                let name = value.get("name").and_then(Value::as_str).unwrap_or("");
+                out.push(Container {
+                    value,
+                    path: format!("{}.{list}[{index}]", self.path),
+                    label: format!("{noun} \"{name}\""),
+                });
+            }
+        }
+        out
+    }
+
+    /// The pod's volumes with their index and name.
+    pub fn volumes(&self) -> Vec<(usize, &'a str, &'a Value)> {
+        self.spec
+            .get("volumes")
+            .and_then(Value::as_array)
+            .map(|volumes| {
+                volumes
+                    .iter()
+                    .enumerate()
+                    .map(|(index, volume)| {
+                        let name = volume.get("name").and_then(Value::as_str).unwrap_or("");
+                        (index, name, volume)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether the pod declares `spec.os.name: windows` (exempt from some restricted checks).
+    pub fn is_windows(&self) -> bool {
+        self.spec.pointer("/os/name").and_then(Value::as_str) == Some("windows")
+    }
+
+    /// Whether the pod runs in a user namespace (`hostUsers: false`).
+    pub fn in_user_namespace(&self) -> bool {
+        self.spec.get("hostUsers") == Some(&Value::Bool(false))
+    }
+
+    /// The dotted path of the pod template's metadata (`metadata` for a bare Pod).
+    pub fn metadata_path(&self) -> String {
+        match self.path.strip_suffix(".spec") {
+            Some(template) => format!("{template}.metadata"),
+            None => "metadata".to_string(),
+        }
+    }
+
+    /// The pod template's metadata (the object's own metadata for a bare Pod).
+    pub fn metadata(&self) -> Option<&'a Value> {
+        let pointer = format!("/{}", self.metadata_path().replace('.', "/"));
+        present(self.object.value.pointer(&pointer))
+    }
+
+    /// The labels of the pod template.
+    pub fn labels(&self) -> Option<&'a serde_json::Map<String, Value>> {
+        self.metadata()
+            .and_then(|m| m.get("labels"))
+            .and_then(Value::as_object)
+    }
+
+    /// A violation of this pod's object.
+    pub fn violation(&self, path: String, message: String, fix: String) -> Violation {
+        violation(self.object, path, message, fix)
+    }
+}
+
+impl<'a> Container<'a> {
+    /// The dotted path of `rest` inside the container.
+    pub fn at(&self, rest: &str) -> String {
+        format!("{}.{rest}", self.path)
+    }
+
+    /// The non-null value at JSON pointer `pointer` inside the container.
+    pub fn get(&self, pointer: &str) -> Option<&'a Value> {
+        present(self.value.pointer(pointer))
+    }
+}
+
+/// A violation of `object` at `path`.
+pub(super) fn violation(object: &Object, path: String, message: String, fix: String) -> Violation {
+    Violation {
+        object: object.id.clone(),
+        path,
+        message,
+        fix,
+    }
+}
+
+/// `value` unless it is absent or JSON `null` (which the API server treats as unset).
+pub(super) fn present(value: Option<&Value>) -> Option<&Value> {
+    value.filter(|v| !v.is_null())
+}
+
+/// Whether an optional boolean-ish field is set to anything but `false` (or null).
+pub(super) fn truthy(value: Option<&Value>) -> bool {
+    present(value).is_some_and(|v| v != &Value::Bool(false))
+}
+
+/// Whether two objects are in the same namespace; an unset namespace (defaulted by the
+/// environment at apply time) matches any.
+pub(super) fn same_namespace(a: &Object, b: &Object) -> bool {
+    match (&a.id.namespace, &b.id.namespace) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
+/// Whether a `metav1.LabelSelector` selects a pod with `labels`.
+///
+/// A null or absent selector selects nothing; `{}` selects everything (policy/v1 semantics).
+/// An unknown operator or a malformed selector selects nothing.
+pub(super) fn selector_matches(
+    selector: Option<&Value>,
+    labels: &serde_json::Map<String, Value>,
+) -> bool {
+    let Some(selector) = present(selector).and_then(Value::as_object) else {
+        return false;
+    };
+    let label = |key: &str| labels.get(key).and_then(Value::as_str);
+    if let Some(match_labels) = present(selector.get("matchLabels")) {
+        let Some(match_labels) = match_labels.as_object() else {
+            return false;
+        };
+        for (key, want) in match_labels {
+            if want.as_str().is_none() || label(key) != want.as_str() {
+                return false;
+            }
+        }
+    }
+    if let Some(expressions) = present(selector.get("matchExpressions")) {
+        let Some(expressions) = expressions.as_array() else {
+            return false;
+        };
+        for expression in expressions {
+            let Some(key) = expression.get("key").and_then(Value::as_str) else {
+                return false;
+            };
+            let values: BTreeSet<&str> = expression
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let have = label(key);
+            let ok = match expression.get("operator").and_then(Value::as_str) {
+                Some("In") => have.is_some_and(|v| values.contains(v)),
+                Some("NotIn") => have.is_none_or(|v| !values.contains(v)),
+                Some("Exists") => have.is_some(),
+                Some("DoesNotExist") => have.is_none(),
+                _ => false,
+            };
+            if !ok {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// A label selector in a canonical form, so that two selectors compare equal exactly when
+/// they select the same pods by construction (order of labels and values ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct CanonicalSelector {
+    labels: BTreeMap<String, String>,
+    expressions: BTreeSet<(String, String, BTreeSet<String>)>,
+}
+
+impl CanonicalSelector {
+    /// Builds the canonical form of a (possibly absent) `metav1.LabelSelector`.
+    pub fn of(selector: Option<&Value>) -> Self {
+        let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        let mut out = CanonicalSelector::default();
+        let Some(selector) = present(selector) else {
+            return out;
+        };
+        if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+            for (key, value) in labels {
+                out.labels.insert(key.clone(), text(value));
+            }
+        }
+        if let Some(expressions) = selector.get("matchExpressions").and_then(Value::as_array) {
+            for expression in expressions {
+                let field = |name: &str| expression.get(name).map(text).unwrap_or_default();
+                let values = expression
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .map(|v| v.iter().map(text).collect())
+                    .unwrap_or_default();
+                out.expressions
+                    .insert((field("key"), field("operator"), values));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,430 @@
+//! Rendering: Handlebars templates + a resolved environment → an ordered bundle of objects.
+//!
+//! Templates are compiled once into one registry in strict mode (a missing value is an
+//! error naming the template, line and path), rendered in parallel, parsed as multi-document
+//! YAML, checked to be Kubernetes objects, defaulted to the environment's namespace, and
+//! sorted into apply order. Output is deterministic: the same inputs give the same bytes.
+//! Reads template files; never the network or a cluster.
+
+pub mod helpers;
+pub mod order;
+mod redact;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use handlebars::{Handlebars, RenderErrorReason};
+use rayon::prelude::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use order::{Wave, wave};
+pub use redact::redact_bundle;
+
+use crate::object::{Object, ObjectError, ObjectRef, Origin};
+use crate::project::{ResolvedEnvironment, TEMPLATES_DIR};
+use crate::ui::{Diagnostic, ExitStatus};
+
+/// The file suffix of templates that render objects.
+pub const TEMPLATE_SUFFIX: &str = ".yaml.hbs";
+
+/// Errors from loading and rendering templates.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The templates directory could not be listed or a template read.
+    #[error("failed to read {}", path.display())]
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// There are no templates to render.
+    #[error("no templates (*{TEMPLATE_SUFFIX}) in {}", dir.display())]
+    NoTemplates {
+        /// The templates directory.
+        dir: PathBuf,
+    },
+    /// A template does not compile.
+    #[error("syntax error in {template}{}", at(*line, *column))]
+    Syntax {
+        /// The template's path relative to the project.
+        template: String,
+        /// 1-based line.
+        line: Option<usize>,
+        /// 1-based column.
+        column: Option<usize>,
+        /// What the parser said.
+        #[source]
+        source: Reason,
+    },
+    /// A template failed while rendering (missing value, unknown helper, helper error).
+    #[error("failed to render {template}{}", at(*line, *column))]
+    Render {
+        /// The template's path relative to the project.
+        template: String,
+        /// 1-based line.
+        line: Option<usize>,
+        /// 1-based column.
+        column: Option<usize>,
+        /// What went wrong.
+        #[source]
+        source: Reason,
+    },
+    /// A template's output is not YAML.
+    #[error("{template} rendered invalid YAML{}", line.map(|l| format!(" at line {l} of its output")).unwrap_or_default())]
+    Yaml {
+        /// The template's path relative to the project.
+        template: String,
+        /// 1-based line of the rendered output.
+        line: Option<u64>,
+        /// The parser's message, with the offending rendered line.
+        #[source]
+        source: Reason,
+    },
+    /// A rendered document is not a Kubernetes object.
+    #[error("document {document} rendered by {template} is not a Kubernetes object")]
+    NotAnObject {
+        /// The template's path relative to the project.
+        template: String,
+        /// 1-based document index in the template's output.
+        document: usize,
+        /// What is missing.
+        #[source]
+        source: ObjectError,
+    },
+    /// Two templates render the same object.
+    #[error("{object} is rendered twice: by {first} and by {second}")]
+    Duplicate {
+        /// The object.
+        object: ObjectRef,
+        /// Where it was rendered first.
+        first: String,
+        /// Where it was rendered again.
+        second: String,
+    },
+}
+
+fn at(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(" at line {l}, column {c}"),
+        (Some(l), None) => format!(" at line {l}"),
+        _ => String::new(),
+    }
+}
+
+/// A lower-level explanation kept as text (Handlebars' errors are not `Sync`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Reason(pub String);
+
+impl Diagnostic for Error {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::BadInput
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            Error::Render { source, .. } if source.0.starts_with("missing value") => vec![
+                "define the value in ferry.yaml or the environment file, pass --set, or use {{default \"fallback\" path}}".to_string(),
+            ],
+            Error::Render { source, .. } if source.0.starts_with("unknown helper") => {
+                vec![format!("available helpers: {}", helpers::HELPERS.join(", "))]
+            }
+            Error::Duplicate { .. } => vec!["give one of the objects another name".to_string()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// One template file.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// Path relative to the project root, e.g. `templates/deployment.yaml.hbs`.
+    pub name: String,
+    /// The template's source.
+    pub text: String,
+}
+
+/// Every template and partial of a project, read once.
+#[derive(Debug, Clone, Default)]
+pub struct Templates {
+    /// Templates that render objects (`templates/*.yaml.hbs`), sorted by name.
+    pub templates: Vec<Template>,
+    /// Partials (`templates/_<name>.hbs`), usable as `{{> name}}`.
+    pub partials: Vec<Template>,
+}
+
+impl Templates {
+    /// Reads `templates/` under `root`.
+    ///
+    /// # Errors
+    /// [`Error::Read`] on I/O failure, [`Error::NoTemplates`] when there is nothing to render.
+    pub fn load(root: &Path) -> Result<Self, Error> {
+        let dir = root.join(TEMPLATES_DIR);
+        let entries = std::fs::read_dir(&dir).map_err(|source| Error::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut templates = Templates::default();
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::Read {
+                path: dir.clone(),
+                source,
+            })?;
+            let Some(file) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let path = entry.path();
+            if !path.is_file() || !file.ends_with(".hbs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            if let Some(partial) = file.strip_prefix('_').and_then(|f| f.strip_suffix(".hbs")) {
+                let name = partial.trim_end_matches(".yaml").to_string();
+                templates.partials.push(Template { name, text });
+            } else if file.ends_with(TEMPLATE_SUFFIX) {
+                templates.templates.push(Template {
+                    name: format!("{TEMPLATES_DIR}/{file}"),
+                    text,
+                });
+            }
+        }
+        if templates.templates.is_empty() {
+            return Err(Error::NoTemplates { dir });
+        }
+        templates.templates.sort_by(|a, b| a.name.cmp(&b.name));
+        templates.partials.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(templates)
+    }
+
+    /// A digest of every template and partial (names and sources): the template half of a
+    /// release candidate's identity.
+    pub fn digest(&self) -> String {
+        let mut hash = Sha256::new();
+        for t in self.partials.iter().chain(&self.templates) {
+            for part in [t.name.as_bytes(), b"\0", t.text.as_bytes(), b"\0"] {
+                hash.update(part);
+            }
+        }
+        format!("sha256:{}", hex::encode(hash.finalize()))
+    }
+}
+
+/// The rendered, ordered objects of one environment.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// Objects in apply order (wave, then kind, namespace, name).
+    pub objects: Vec<Object>,
+    /// [`Templates::digest`] of the templates it was rendered from.
+    pub templates_digest: String,
+}
+
+impl Bundle {
+    /// The bundle as multi-document YAML, `---` between documents.
+    pub fn to_yaml(&self) -> String {
+        self.objects
+            .iter()
+            .map(|o| object_yaml(&o.value))
+            .collect::<Vec<_>>()
+            .join("---\n")
+    }
+}
+
+/// One object as a YAML document ending in a newline.
+pub fn object_yaml(value: &Value) -> String {
+    let mut text = serde_saphyr::to_string(value).unwrap_or_else(|_| {
+        // A serde_json::Value always serialises; fall back to JSON (valid YAML) regardless.
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    });
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+/// Renders every template of `templates` for `env`. `pinned` maps image names to digests
+/// known from a build or push.
+///
+/// # Errors
+/// The first error in template order: syntax, render, YAML, not-an-object, duplicate.
+pub fn render(
+    templates: &Templates,
+    env: &ResolvedEnvironment,
+    pinned: &BTreeMap<String, String>,
+) -> Result<Bundle, Error> {
+    let registry = compile(templates, env, pinned)?;
+    let context = env.template_context();
+    let rendered: Vec<Result<Vec<Object>, Error>> = templates
+        .templates
+        .par_iter()
+        .map(|t| render_one(&registry, t, &context, &env.namespace))
+        .collect();
+    let mut objects = Vec::new();
+    let mut seen: BTreeMap<ObjectRef, String> = BTreeMap::new();
+    for result in rendered {
+        for object in result? {
+            let here = origin_text(&object);
+            if let Some(first) = seen.insert(object.id.clone(), here.clone()) {
+                return Err(Error::Duplicate {
+                    object: object.id,
+                    first,
+                    second: here,
+                });
+            }
+            objects.push(object);
+        }
+    }
+    objects.sort_by(|a, b| {
+        (wave(&a.id.kind), &a.id.kind, &a.id.namespace, &a.id.name).cmp(&(
+            wave(&b.id.kind),
+            &b.id.kind,
+            &b.id.namespace,
+            &b.id.name,
+        ))
+    });
+    Ok(Bundle {
+        objects,
+        templates_digest: templates.digest(),
+    })
+}
+
+fn origin_text(object: &Object) -> String {
+    object.origin.as_ref().map_or_else(String::new, |o| {
+        format!("{} (document {})", o.template.display(), o.document)
+    })
+}
+
+fn compile<'reg>(
+    templates: &Templates,
+    env: &'reg ResolvedEnvironment,
+    pinned: &'reg BTreeMap<String, String>,
+) -> Result<Handlebars<'reg>, Error> {
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(true);
+    registry.register_escape_fn(handlebars::no_escape);
+    helpers::register(&mut registry, &env.secrets, &env.images, pinned);
+    for partial in &templates.partials {
+        let name = format!("{TEMPLATES_DIR}/_{}.hbs", partial.name);
+        registry
+            .register_partial(&partial.name, &partial.text)
+            .map_err(|e| syntax_error(&name, &e))?;
+    }
+    for template in &templates.templates {
+        registry
+            .register_template_string(&template.name, &template.text)
+            .map_err(|e| syntax_error(&template.name, &e))?;
+    }
+    Ok(registry)
+}
+
+fn syntax_error(name: &str, error: &handlebars::TemplateError) -> Error {
+    let (line, column) = error
+        .pos()
+        .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+    Error::Syntax {
+        template: name.to_string(),
+        line,
+        column,
+        source: Reason(error.reason().to_string()),
+    }
+}
+
+fn render_one(
+    registry: &Handlebars<'_>,
+    template: &Template,
+    context: &Value,
+    namespace: &str,
+) -> Result<Vec<Object>, Error> {
+    let text = registry
+        .render(&template.name, context)
+        .map_err(|e| Error::Render {
+            template: e
+                .template_name
+                .clone()
+                .unwrap_or_else(|| template.name.clone()),
+            line: e.line_no,
+            column: e.column_no,
+            source: Reason(explain(e.reason())),
+        })?;
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| {
+        let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
+        let excerpt = line
+            .and_then(|l| {
+                text.lines()
+                    .nth(usize::try_from(l).unwrap_or(0).saturating_sub(1))
+            })
+            .map(|l| format!(" (the line reads `{}`)", l.trim()))
+            .unwrap_or_default();
+        Error::Yaml {
+            template: template.name.clone(),
+            line,
+            source: Reason(format!("{}{excerpt}", e.without_snippet())),
+        }
+    })?;
+    documents
+        .into_iter()
+        .filter(|doc| !doc.is_null())
+        .enumerate()
+        .map(|(index, mut value)| {
+            let origin = Origin {
+                template: PathBuf::from(&template.name),
+                document: index + 1,
+            };
+            default_namespace(&mut value, namespace);
+            Object::new(value, Some(origin)).map_err(|source| Error::NotAnObject {
+                template: template.name.clone(),
+                document: index + 1,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Puts `namespace` into `metadata.namespace` of namespaced kinds that leave it out.
+fn default_namespace(value: &mut Value, namespace: &str) {
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if kind.is_empty() || order::is_cluster_scoped(kind) {
+        return;
+    }
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut)
+        && !metadata.contains_key("namespace")
+    {
+        // Keep `namespace` next to `name`, where people look for it.
+        let namespace = Value::String(namespace.to_string());
+        let fields = std::mem::take(metadata);
+        for (key, field) in fields {
+            let is_name = key == "name";
+            metadata.insert(key, field);
+            if is_name {
+                metadata.insert("namespace".to_string(), namespace.clone());
+            }
+        }
+        if !metadata.contains_key("namespace") {
+            metadata.insert("namespace".to_string(), namespace);
+        }
+    }
+}
+
+/// A user-facing explanation of a Handlebars render failure.
+fn explain(reason: &RenderErrorReason) -> String {
+    match reason {
+        RenderErrorReason::MissingVariable(Some(path)) => format!("missing value `{path}`"),
+        RenderErrorReason::MissingVariable(None) => "missing value".to_string(),
+        RenderErrorReason::HelperNotFound(name) => format!("unknown helper `{name}`"),
+        RenderErrorReason::PartialNotFound(name) => format!("unknown partial `{name}`"),
+        RenderErrorReason::NestedError(inner) => inner.to_string(),
+        RenderErrorReason::Other(message) => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! The one place that writes to stdout and stderr.
+//!
+//! `data` and `json` go to stdout (what pipelines consume); `status`, `warn`, `note`, `hint`
+//! and `error` go to stderr (what people read). A closed stdout (broken pipe) is remembered,
+//! further data is dropped, and the command exits 0 like other Unix filters.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+
+/// The shape of data on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Text for people.
+    #[default]
+    Human,
+    /// JSON: one document for queries, JSON Lines for long operations.
+    Json,
+}
+
+/// Writes data to stdout and messages to stderr, with color only on a terminal.
+#[derive(Debug)]
+pub struct Printer {
+    format: OutputFormat,
+    color: bool,
+    stdout_closed: AtomicBool,
+}
+
+impl Printer {
+    /// A printer for `format`; color is used only when stderr is a terminal and `NO_COLOR`
+    /// is unset.
+    pub fn new(format: OutputFormat) -> Self {
+        let color = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Printer {
+            format,
+            color,
+            stdout_closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The output format chosen by the user.
+    pub fn format(&self) -> OutputFormat {
+        self.format
+    }
+
+    /// True when stdout was closed by its reader (e.g. `ferry render staging | head`).
+    pub fn stdout_closed(&self) -> bool {
+        self.stdout_closed.load(Ordering::Relaxed)
+    }
+
+    /// Writes `text` to stdout as is. Errors other than a broken pipe are reported on stderr.
+    pub fn data(&self, text: &str) {
+        if self.stdout_closed() {
+            return;
+        }
+        let mut out = io::stdout().lock();
+        let result = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        if let Err(error) = result {
+            if error.kind() == io::ErrorKind::BrokenPipe {
+                self.stdout_closed.store(true, Ordering::Relaxed);
+            } else {
+                self.error(&format!("failed to write to stdout: {error}"));
+            }
+        }
+    }
+
+    /// Writes `value` as one line of JSON to stdout.
+    pub fn json<T: Serialize + ?Sized>(&self, value: &T) {
+        match serde_json::to_string(value) {
+            Ok(line) => self.data(&(line + "\n")),
+            Err(error) => self.error(&format!("failed to encode JSON output: {error}")),
+        }
+    }
+
+    /// A progress line for people: `<verb> <message>`, the verb right-aligned like cargo's.
+    pub fn status(&self, verb: &str, message: &str) {
+        let verb = format!("{verb:>12}");
+        self.stderr_line(&self.paint(&verb, "1;32"), message);
+    }
+
+    /// A warning the user should see without `-v`.
+    pub fn warn(&self, message: &str) {
+        self.stderr_line(&self.paint("warning:", "1;33"), message);
+    }
+
+    /// A neutral remark.
+    pub fn note(&self, message: &str) {
+        self.stderr_line(&self.paint("note:", "1;36"), message);
+    }
+
+    /// A suggestion of what to do next.
+    pub fn hint(&self, message: &str) {
+        self.stderr_line(&self.paint("hint:", "1;36"), message);
+    }
+
+    /// The headline of a failure.
+    pub fn error(&self, message: &str) {
+        self.stderr_line(&self.paint("error:", "1;31"), message);
+    }
+
+    /// One cause in an error chain.
+    pub fn caused_by(&self, message: &str) {
+        self.stderr_line(&self.paint("caused by:", "1"), message);
+    }
+
+    /// Free text for people on stderr (tables, summaries in human mode).
+    pub fn text(&self, message: &str) {
+        let _ = writeln!(io::stderr().lock(), "{message}");
+    }
+
+    fn stderr_line(&self, label: &str, message: &str) {
+        let _ = writeln!(io::stderr().lock(), "{label} {message}");
+    }
+
+    fn paint(&self, text: &str, ansi: &str) -> String {
+        if self.color {
+            format!("\x1b[{ansi}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}

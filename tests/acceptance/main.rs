@@ -1,0 +1,15 @@
+//! Acceptance tests: real components on 127.0.0.1 (a Kubernetes control plane with kwok nodes,
+//! an OCI registry, an S3 server), started by `tests/cluster/up` (`scripts/test` does it).
+//!
+//! One namespace per test ([`support::TestNamespace`]). Without the stack every test fails with
+//! the command that starts it; none is skipped. Modules:
+//!
+//! - `cluster`: the test cluster itself behaves like a real one (rollouts, readiness stages,
+//!   Pod Security admission, RBAC).
+//! - `registry`: the OCI registry accepts and serves blobs and manifests.
+//! - `s3`: the S3 server stores objects and checks SigV4 signatures.
+
+mod cluster;
+mod registry;
+mod s3;
+mod support;

@@ -1,0 +1,46 @@
+# Shared by tests/cluster/up and tests/cluster/down (sourced, not run).
+# shellcheck shell=bash
+
+cluster_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_root=$(cd "$cluster_dir/../.." && pwd)
+# shellcheck source=tests/cluster/versions
+. "$cluster_dir/versions"
+
+BIN=$TESTCLUSTER_BIN
+# All state of a running stack: pids/, logs/, pki/, etcd/, registry/, s3/, kubeconfig, env.
+W=$repo_root/target/testcluster
+ENV_FILE=$W/env
+
+# Start order; down stops them in reverse.
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok registry s3s-fs)
+
+# The executable each component runs, used to check that a recorded PID is still ours.
+component_exe() {
+  case $1 in
+    registry) command -v docker-registry ;;
+    s3s-fs) readlink -f "$BIN/s3s-fs" ;;
+    *) echo "$BIN/$1" ;;
+  esac
+}
+
+log() { printf '[%s %s] %s\n' "${0##*/}" "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+pid_of() {
+  local f=$W/pids/$1.pid
+  [ -f "$f" ] && cat "$f"
+}
+
+# True when the recorded PID of component $1 is alive and still runs that component's executable
+# (guards against a recycled PID: we only ever signal processes we started).
+alive() {
+  local pid exe want
+  pid=$(pid_of "$1") || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  exe=$(readlink -f "/proc/$pid/exe" 2>/dev/null) || return 1
+  want=$(readlink -f "$(component_exe "$1")" 2>/dev/null) || return 1
+  [ "$exe" = "$want" ]
+}
