@@ -34,12 +34,16 @@ pub fn run(args: &LintArgs, global: &GlobalArgs, printer: &Printer) -> CommandRe
         findings::print(printer, &outcome.findings);
         let errors = findings::error_count(&outcome.findings);
         let warnings = outcome.findings.len() - errors;
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         let verdict = if outcome.failed { "failed" } else { "passed" };
         printer.status(
             "Linted",
             &format!(
-                "{} objects of {}: {verdict}, {errors} errors, {warnings} warnings",
-                outcome.objects, outcome.environment
+                "{} of {}: {verdict}, {}, {}",
+                plural(outcome.objects, "object"),
+                outcome.environment,
+                plural(errors, "error"),
+                plural(warnings, "warning")
             ),
         );
     }

@@ -36,10 +36,22 @@ pub struct Prepared {
 pub enum Error {
     /// The project or environment is invalid.
     #[error(transparent)]
-    Project(#[from] project::Error),
+    Project(Box<project::Error>),
     /// A template failed.
     #[error(transparent)]
-    Render(#[from] render::Error),
+    Render(Box<render::Error>),
+}
+
+impl From<project::Error> for Error {
+    fn from(error: project::Error) -> Self {
+        Error::Project(Box::new(error))
+    }
+}
+
+impl From<render::Error> for Error {
+    fn from(error: render::Error) -> Self {
+        Error::Render(Box::new(error))
+    }
 }
 
 impl Diagnostic for Error {

@@ -70,7 +70,7 @@ pub enum Error {
         column: Option<usize>,
         /// What went wrong.
         #[source]
-        source: Reason,
+        source: RenderFailure,
     },
     /// A template's output is not YAML.
     #[error("{template} rendered invalid YAML{}", line.map(|l| format!(" at line {l} of its output")).unwrap_or_default())]
@@ -98,7 +98,7 @@ pub enum Error {
     #[error("{object} is rendered twice: by {first} and by {second}")]
     Duplicate {
         /// The object.
-        object: ObjectRef,
+        object: Box<ObjectRef>,
         /// Where it was rendered first.
         first: String,
         /// Where it was rendered again.
@@ -114,6 +114,35 @@ fn at(line: Option<usize>, column: Option<usize>) -> String {
     }
 }
 
+/// Why a template failed to render.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderFailure {
+    /// Strict mode found a path with no value.
+    #[error("missing value `{path}`")]
+    MissingValue {
+        /// The path as written in the template, e.g. `values.replicas`.
+        path: String,
+    },
+    /// A `{{name …}}` call names no helper.
+    #[error("unknown helper `{name}`")]
+    UnknownHelper {
+        /// The name called.
+        name: String,
+    },
+    /// A `{{> name}}` names no partial.
+    #[error("unknown partial `{name}`")]
+    UnknownPartial {
+        /// The name used.
+        name: String,
+    },
+    /// `{{secret}}` could not find the secret.
+    #[error(transparent)]
+    Secret(Box<crate::project::Error>),
+    /// Anything else Handlebars or a helper reported.
+    #[error("{0}")]
+    Other(String),
+}
+
 /// A lower-level explanation kept as text (Handlebars' errors are not `Sync`).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -126,12 +155,16 @@ impl Diagnostic for Error {
 
     fn hints(&self) -> Vec<String> {
         match self {
-            Error::Render { source, .. } if source.0.starts_with("missing value") => vec![
+            Error::Render { source: RenderFailure::MissingValue { .. }, .. } => vec![
                 "define the value in ferry.yaml or the environment file, pass --set, or use {{default \"fallback\" path}}".to_string(),
             ],
-            Error::Render { source, .. } if source.0.starts_with("unknown helper") => {
+            Error::Render { source: RenderFailure::UnknownHelper { .. }, .. } => {
                 vec![format!("available helpers: {}", helpers::HELPERS.join(", "))]
             }
+            Error::Render { source: RenderFailure::Secret(inner), .. } => inner.hints(),
+            Error::Syntax { .. } => vec![
+                "a block opened with {{#if}}, {{#each}} or {{#with}} and never closed is reported where the template ends".to_string(),
+            ],
             Error::Duplicate { .. } => vec!["give one of the objects another name".to_string()],
             _ => Vec::new(),
         }
@@ -271,7 +304,7 @@ pub fn render(
             let here = origin_text(&object);
             if let Some(first) = seen.insert(object.id.clone(), here.clone()) {
                 return Err(Error::Duplicate {
-                    object: object.id,
+                    object: Box::new(object.id),
                     first,
                     second: here,
                 });
@@ -340,17 +373,19 @@ fn render_one(
     context: &Value,
     namespace: &str,
 ) -> Result<Vec<Object>, Error> {
-    let text = registry
-        .render(&template.name, context)
-        .map_err(|e| Error::Render {
-            template: e
-                .template_name
-                .clone()
-                .unwrap_or_else(|| template.name.clone()),
-            line: e.line_no,
-            column: e.column_no,
-            source: Reason(explain(e.reason())),
-        })?;
+    let text = registry.render(&template.name, context).map_err(|e| {
+        let name = e
+            .template_name
+            .clone()
+            .unwrap_or_else(|| template.name.clone());
+        let (line, column) = (e.line_no, e.column_no);
+        Error::Render {
+            template: name,
+            line,
+            column,
+            source: explain(RenderErrorReason::from(e)),
+        }
+    })?;
     let documents: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| {
         let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
         let excerpt = line
@@ -414,15 +449,19 @@ fn default_namespace(value: &mut Value, namespace: &str) {
 }
 
 /// A user-facing explanation of a Handlebars render failure.
-fn explain(reason: &RenderErrorReason) -> String {
+fn explain(reason: RenderErrorReason) -> RenderFailure {
     match reason {
-        RenderErrorReason::MissingVariable(Some(path)) => format!("missing value `{path}`"),
-        RenderErrorReason::MissingVariable(None) => "missing value".to_string(),
-        RenderErrorReason::HelperNotFound(name) => format!("unknown helper `{name}`"),
-        RenderErrorReason::PartialNotFound(name) => format!("unknown partial `{name}`"),
-        RenderErrorReason::NestedError(inner) => inner.to_string(),
-        RenderErrorReason::Other(message) => message.clone(),
-        other => other.to_string(),
+        RenderErrorReason::MissingVariable(path) => RenderFailure::MissingValue {
+            path: path.unwrap_or_default(),
+        },
+        RenderErrorReason::HelperNotFound(name) => RenderFailure::UnknownHelper { name },
+        RenderErrorReason::PartialNotFound(name) => RenderFailure::UnknownPartial { name },
+        RenderErrorReason::NestedError(inner) => match inner.downcast::<crate::project::Error>() {
+            Ok(project) => RenderFailure::Secret(project),
+            Err(other) => RenderFailure::Other(other.to_string()),
+        },
+        RenderErrorReason::Other(message) => RenderFailure::Other(message),
+        other => RenderFailure::Other(other.to_string()),
     }
 }
 
