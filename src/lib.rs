@@ -8,14 +8,20 @@
 //! - [`render`]: the Handlebars registry, its helpers and the ordered object bundle.
 //! - [`object`]: a rendered Kubernetes object and the identity (kind, namespace, name) of one.
 //! - [`policy`]: hardening and zero-downtime rules as pure functions over objects.
+//! - [`image`]: reproducible OCI images: layers, config, manifest, layout, SBOMs, I-rules.
+//! - [`registry`]: the OCI distribution client (reqwest): auth, HEAD-skip, mount, push, pull.
+//! - [`cluster`]: the kube client, discovery, server-side apply in waves, prune, diff, status.
 //! - [`ui`]: the printer (human and JSON), error rendering, logging.
 //!
-//! Pure modules (`project`, `render`, `object`, `policy`) never touch the network or a cluster.
+//! Pure modules (`project`, `render`, `object`, `policy`, `image`) never touch the network or a cluster.
 
 pub mod cli;
+pub mod cluster;
+pub mod image;
 pub mod object;
 pub mod ops;
 pub mod policy;
 pub mod project;
+pub mod registry;
 pub mod render;
 pub mod ui;

@@ -1,8 +1,13 @@
 //! The command line: clap definitions, one file per command. Each command resolves its
 //! inputs, calls one operation, and hands the outcome to the printer; no logic lives here.
 
+mod image;
+mod apply;
+mod diff;
 mod lint;
+mod provision;
 mod render;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +59,16 @@ enum Command {
     Render(render::RenderArgs),
     /// Check an environment's manifests against the hardening and zero-downtime rules.
     Lint(lint::LintArgs),
+    /// Create or update an environment's namespace, guard rails, network policies and RBAC.
+    Provision(provision::ProvisionArgs),
+    /// Show what `apply` would change, as a server-side dry-run diff (exit 1 when it differs).
+    Diff(diff::DiffArgs),
+    /// Apply an environment's manifests to its cluster (server-side apply, then prune).
+    Apply(apply::ApplyArgs),
+    /// Show what ferry manages in an environment, readiness and drift.
+    Status(status::StatusArgs),
+    /// Build reproducible, hardened OCI images (no Docker) and push them with their SBOMs.
+    Image(image::ImageArgs),
 }
 
 /// Flags naming the environment and overriding its values.
@@ -114,6 +129,11 @@ fn run(cli: &Cli, printer: &Printer) -> CommandResult {
     match &cli.command {
         Command::Render(args) => render::run(args, &cli.global, printer),
         Command::Lint(args) => lint::run(args, &cli.global, printer),
+        Command::Provision(args) => provision::run(args, &cli.global, printer),
+        Command::Diff(args) => diff::run(args, &cli.global, printer),
+        Command::Apply(args) => apply::run(args, &cli.global, printer),
+        Command::Status(args) => status::run(args, &cli.global, printer),
+        Command::Image(args) => image::run(args, &cli.global, printer),
     }
 }
 

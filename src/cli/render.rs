@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use super::{CommandResult, EnvironmentArgs, GlobalArgs};
+use serde_json::Value;
+
 use crate::ops::{self, RenderOptions};
+use crate::render;
 use crate::ui::{ExitStatus, OutputFormat, Printer, findings};
 
 /// Arguments of `ferry render`.
@@ -37,8 +40,8 @@ pub fn run(args: &RenderArgs, global: &GlobalArgs, printer: &Printer) -> Command
         findings::print(printer, &outcome.findings);
         if !outcome.blocked {
             if outcome.written.is_empty() {
-                let docs: Vec<&str> = outcome.objects.iter().map(|o| o.yaml.as_str()).collect();
-                printer.data(&docs.join("---\n"));
+                let values: Vec<&Value> = outcome.objects.iter().map(|o| &o.object).collect();
+                printer.data(&render::yaml_stream(&values));
             } else if let Some(dir) = &args.output_dir {
                 printer.status(
                     "Wrote",

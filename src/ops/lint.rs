@@ -1,4 +1,5 @@
-//! `ferry lint`: the hardening and zero-downtime rules over an environment's bundle.
+//! `ferry lint`: the hardening and zero-downtime rules over an environment's bundle, and the
+//! image hardening rules over the images already built.
 
 use std::path::PathBuf;
 
@@ -83,7 +84,12 @@ pub fn lint(opts: &LintOptions) -> Result<LintOutcome, Error> {
         previous: &previous,
         strict_zero_downtime: opts.strict,
     };
-    let findings = policy::lint(&prepared.bundle.objects, &ctx);
+    let mut findings = policy::lint(&prepared.bundle.objects, &ctx);
+    // The image I-rules, over the layouts `ferry image build` left (unbuilt images are skipped).
+    findings.extend(super::image::lint_images(
+        &prepared.project.root,
+        &prepared.project.file.images,
+    ));
     Ok(LintOutcome {
         environment: prepared.env.name,
         objects: prepared.bundle.objects.len(),

@@ -1,10 +1,23 @@
 //! Operations: one file per command's work. Each takes an options struct and returns an
 //! outcome struct; none prints or picks an exit code.
 
+pub mod apply;
+pub mod diff;
+pub mod image;
 pub mod lint;
 pub mod prepare;
+pub mod provision;
 pub mod render;
+pub mod status;
 
+pub use apply::{ApplyOptions, ApplyOutcome, ClusterOptions, apply};
+pub use diff::{DiffOptions, DiffOutcome, diff};
+pub use image::{
+    ImageBuildOptions, ImageBuildOutcome, ImageOptions, ImagePushOptions, ImagePushOutcome,
+    build_images, push_images,
+};
 pub use lint::{LintOptions, LintOutcome, lint};
 pub use prepare::{Prepared, ProjectOptions, prepare};
+pub use provision::{ProvisionOptions, ProvisionOutcome, provision};
 pub use render::{RenderOptions, RenderOutcome, render};
+pub use status::{StatusOptions, StatusOutcome, status};

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::prepare::{self, ProjectOptions, prepare};
 use crate::object::{Object, ObjectRef};
 use crate::policy::{self, Finding, LintContext};
-use crate::render::{self, Bundle};
+use crate::render;
 use crate::ui::{Diagnostic, ExitStatus};
 
 /// What to render and how.
@@ -52,9 +52,13 @@ pub struct RenderedObject {
     pub template: Option<PathBuf>,
     /// The object.
     pub object: Value,
-    /// The object as one YAML document.
-    #[serde(skip)]
-    pub yaml: String,
+}
+
+impl RenderedObject {
+    /// The object as one YAML document, ending in a newline.
+    pub fn yaml(&self) -> String {
+        render::object_yaml(&self.object)
+    }
 }
 
 /// Errors of `ferry render`.
@@ -95,31 +99,30 @@ impl Diagnostic for Error {
 /// # Errors
 /// Project and template errors (nothing is written); I/O errors writing `output_dir`.
 pub fn render(opts: &RenderOptions) -> Result<RenderOutcome, Error> {
-    let prepared = prepare(&opts.project)?;
+    let mut prepared = prepare(&opts.project)?;
     let findings = if opts.lint {
         policy::lint(&prepared.bundle.objects, &LintContext::default())
     } else {
         Vec::new()
     };
     let blocked = policy::has_errors(&findings);
-    let shown: Bundle = if opts.show_secrets {
-        prepared.bundle.clone()
-    } else {
-        render::redact_bundle(&prepared.bundle, &prepared.env.secrets.used())
-    };
+    if !opts.show_secrets {
+        render::redact_bundle(&mut prepared.bundle, &prepared.env.secrets.used());
+    }
+    let templates_digest = prepared.bundle.templates_digest.clone();
     let objects = if blocked {
         Vec::new()
     } else {
-        shown.objects.iter().map(rendered_object).collect()
+        prepared.bundle.objects.into_iter().map(rendered_object).collect()
     };
     let written = match (&opts.output_dir, blocked) {
         (Some(dir), false) => write_files(dir, &objects)?,
         _ => Vec::new(),
     };
     Ok(RenderOutcome {
-        environment: prepared.env.name.clone(),
-        namespace: prepared.env.namespace.clone(),
-        templates_digest: prepared.bundle.templates_digest.clone(),
+        environment: prepared.env.name,
+        namespace: prepared.env.namespace,
+        templates_digest,
         objects,
         findings,
         blocked,
@@ -127,12 +130,11 @@ pub fn render(opts: &RenderOptions) -> Result<RenderOutcome, Error> {
     })
 }
 
-fn rendered_object(object: &Object) -> RenderedObject {
+fn rendered_object(object: Object) -> RenderedObject {
     RenderedObject {
-        id: object.id.clone(),
-        template: object.origin.as_ref().map(|o| o.template.clone()),
-        object: object.value.clone(),
-        yaml: render::object_yaml(&object.value),
+        id: object.id,
+        template: object.origin.map(|o| o.template),
+        object: object.value,
     }
 }
 
@@ -179,7 +181,7 @@ fn write_files(dir: &Path, objects: &[RenderedObject]) -> Result<Vec<PathBuf>, E
         .enumerate()
         .map(|(index, object)| {
             let path = dir.join(file_name(index, &object.id));
-            std::fs::write(&path, &object.yaml).map_err(io(&path))?;
+            std::fs::write(&path, object.yaml()).map_err(io(&path))?;
             Ok(path)
         })
         .collect()

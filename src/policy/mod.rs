@@ -11,6 +11,7 @@ mod pod_security;
 mod testing;
 mod zero_downtime;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::object::{Object, ObjectRef};
@@ -152,9 +153,10 @@ pub fn lint(bundle: &[Object], ctx: &LintContext<'_>) -> Vec<Finding> {
 
 /// [`lint`] over a given catalogue.
 fn lint_with(rules: &[Rule], bundle: &[Object], ctx: &LintContext<'_>) -> Vec<Finding> {
+    // Rules are independent pure functions: run them in parallel, then sort for a stable order.
     let mut findings: Vec<Finding> = rules
-        .iter()
-        .flat_map(|rule| {
+        .par_iter()
+        .flat_map_iter(|rule| {
             let severity = rule.effective_severity(ctx);
             (rule.check)(bundle, ctx).into_iter().map(move |v| Finding {
                 rule: rule.id,

@@ -15,7 +15,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 pub use model::{
-    BackupPolicy, DEFAULT_SECRET_PREFIX, EnvironmentFile, Gates, HttpCheck, ImageSpec, ProjectFile,
+    BackupPolicy, DEFAULT_SECRET_PREFIX, EnvironmentFile, FileMode, Gates, HttpCheck, ImageFile, ImageSpec,
+    ProjectFile,
     ReleasePolicy, SecretSource,
 };
 pub use secrets::{Redacted, SecretStore};

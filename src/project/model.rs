@@ -43,6 +43,125 @@ pub struct ImageSpec {
     /// A digest to pin to (`sha256:…`), when known without a build.
     #[serde(default)]
     pub digest: Option<String>,
+    /// Files to put in the image; an image with none is not built by Ferry (it is pulled
+    /// as it is, by `tag` or `digest`).
+    #[serde(default)]
+    pub files: Vec<ImageFile>,
+    /// The program and its arguments, exec form (a JSON/YAML list; never a shell string).
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    /// Default arguments appended to the entrypoint.
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    /// The numeric user the container runs as (never a name, so `runAsNonRoot` can check it).
+    #[serde(default = "default_image_id")]
+    pub user: u32,
+    /// The numeric group the container runs as.
+    #[serde(default = "default_image_id")]
+    pub group: u32,
+    /// Absolute paths the program writes to; created owned by `user` (and expected to be
+    /// `emptyDir` mounts, since the root filesystem is read-only). `/tmp` becomes a sticky
+    /// root-owned 1777 directory.
+    #[serde(default)]
+    pub writable: Vec<String>,
+    /// Exposed ports, e.g. `8080` or `8080/tcp`, `53/udp`.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// Environment variables of the image (sorted by name in the image config).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Labels of the image config.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The working directory (absolute); default `/`.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Add the build machine's CA bundle (`/etc/ssl/certs/ca-certificates.crt`) as its own
+    /// layer and set `SSL_CERT_FILE`.
+    #[serde(default)]
+    pub ca_bundle: bool,
+    /// Add the build machine's time zone database (`/usr/share/zoneinfo`) as its own layer.
+    #[serde(default)]
+    pub tzdata: bool,
+    /// A base image by digest (`registry/repo@sha256:…`); default: none (from scratch).
+    #[serde(default)]
+    pub base: Option<String>,
+    /// The platform, `os/architecture[/variant]`; default `linux/amd64`.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+}
+
+impl Default for ImageSpec {
+    /// An external image with no build spec, and the defaults `ferry.yaml` gets.
+    fn default() -> Self {
+        ImageSpec {
+            repository: String::new(),
+            tag: None,
+            digest: None,
+            files: Vec::new(),
+            entrypoint: Vec::new(),
+            cmd: Vec::new(),
+            user: default_image_id(),
+            group: default_image_id(),
+            writable: Vec::new(),
+            ports: Vec::new(),
+            env: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            workdir: None,
+            ca_bundle: false,
+            tzdata: false,
+            base: None,
+            platform: default_platform(),
+        }
+    }
+}
+
+impl ImageSpec {
+    /// True when Ferry builds this image (it declares files to include).
+    pub fn is_built(&self) -> bool {
+        !self.files.is_empty()
+    }
+}
+
+/// One file or directory tree copied into an image.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageFile {
+    /// The file or directory on the build machine, relative to the project root.
+    pub source: PathBuf,
+    /// The absolute path inside the image (for a directory: where its contents go).
+    pub target: String,
+    /// Permission bits as an octal string, e.g. `"0555"`; default `0555` for files the owner
+    /// may execute, else `0444` (directories are always `0755`).
+    #[serde(default)]
+    pub mode: Option<FileMode>,
+    /// The `Cargo.lock` this binary was built from: its packages go into the SBOM.
+    #[serde(default)]
+    pub cargo_lock: Option<PathBuf>,
+}
+
+/// Unix permission bits, written in YAML as an octal string (`"0555"`), so YAML 1.1 and 1.2
+/// readers cannot disagree about `0555`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl Serialize for FileMode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{:04o}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let digits = text.strip_prefix("0o").unwrap_or(&text);
+        match u32::from_str_radix(digits, 8) {
+            Ok(bits) if !digits.is_empty() && bits <= 0o7777 => Ok(FileMode(bits)),
+            _ => Err(serde::de::Error::custom(format!(
+                "invalid mode `{text}`: expected octal permission bits such as \"0555\""
+            ))),
+        }
+    }
 }
 
 /// Release behaviour shared by every environment.
@@ -105,6 +224,50 @@ pub struct EnvironmentFile {
     /// What must hold before and after a release to this environment.
     #[serde(default)]
     pub gates: Gates,
+    /// `ferry provision`: the namespace's ResourceQuota, as `spec.hard` (resource → quantity,
+    /// e.g. `pods: 20`, `requests.cpu: "4"`, `limits.memory: 8Gi`). Empty: no quota.
+    #[serde(default)]
+    pub quota: BTreeMap<String, Value>,
+    /// `ferry provision`: the namespace's LimitRange for containers. Absent: no LimitRange.
+    #[serde(default)]
+    pub limits: Option<ContainerLimits>,
+    /// `ferry provision`: the identities bound to the deployer Role (a CI service account, a
+    /// user, a group). Empty: a ServiceAccount `ferry-deployer` in the namespace.
+    #[serde(default)]
+    pub deployers: Vec<Deployer>,
+}
+
+/// A LimitRange for the containers of a namespace (`ferry provision`); each field maps a
+/// resource (`cpu`, `memory`, `ephemeral-storage`) to a quantity.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ContainerLimits {
+    /// Limits given to containers that set none.
+    #[serde(default)]
+    pub default: BTreeMap<String, Value>,
+    /// Requests given to containers that set none.
+    #[serde(default)]
+    pub default_request: BTreeMap<String, Value>,
+    /// The most a container may ask for.
+    #[serde(default)]
+    pub max: BTreeMap<String, Value>,
+    /// The least a container may ask for.
+    #[serde(default)]
+    pub min: BTreeMap<String, Value>,
+}
+
+/// An identity that deploys to the environment (`ferry provision` binds it to the deployer
+/// Role), written like an RBAC subject.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Deployer {
+    /// `User`, `Group` or `ServiceAccount`.
+    pub kind: String,
+    /// The user, group or service account name.
+    pub name: String,
+    /// A ServiceAccount's namespace (default: the environment's namespace).
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// One place secrets are read from at render time.
@@ -168,6 +331,12 @@ pub struct HttpCheck {
     pub timeout: String,
 }
 
+fn default_image_id() -> u32 {
+    65532
+}
+fn default_platform() -> String {
+    "linux/amd64".to_string()
+}
 fn empty_mapping() -> Value {
     Value::Object(serde_json::Map::new())
 }

@@ -9,6 +9,7 @@
 pub mod helpers;
 pub mod order;
 mod redact;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -260,12 +261,15 @@ pub struct Bundle {
 impl Bundle {
     /// The bundle as multi-document YAML, `---` between documents.
     pub fn to_yaml(&self) -> String {
-        self.objects
-            .iter()
-            .map(|o| object_yaml(&o.value))
-            .collect::<Vec<_>>()
-            .join("---\n")
+        yaml_stream(&self.objects.iter().map(|o| &o.value).collect::<Vec<_>>())
     }
+}
+
+/// Objects as one multi-document YAML stream, `---` between documents, serialised in
+/// parallel.
+pub fn yaml_stream(values: &[&Value]) -> String {
+    let documents: Vec<String> = values.par_iter().map(|v| object_yaml(v)).collect();
+    documents.join("---\n")
 }
 
 /// One object as a YAML document ending in a newline.
@@ -292,15 +296,25 @@ pub fn render(
 ) -> Result<Bundle, Error> {
     let registry = compile(templates, env, pinned)?;
     let context = env.template_context();
-    let rendered: Vec<Result<Vec<Object>, Error>> = templates
+    let texts: Vec<Result<String, Error>> =
+        templates.templates.par_iter().map(|t| render_text(&registry, t, &context)).collect();
+    let texts = texts.into_iter().collect::<Result<Vec<String>, Error>>()?;
+    let chunks: Vec<Chunk<'_>> = templates
         .templates
-        .par_iter()
-        .map(|t| render_one(&registry, t, &context, &env.namespace))
+        .iter()
+        .zip(&texts)
+        .enumerate()
+        .flat_map(|(index, (t, text))| split_documents(index, t, text))
         .collect();
+    let parsed: Vec<Result<Vec<Value>, Error>> = chunks.par_iter().map(parse_chunk).collect();
+    let mut documents: Vec<Vec<Value>> = vec![Vec::new(); templates.templates.len()];
+    for (chunk, result) in chunks.iter().zip(parsed) {
+        documents[chunk.template_index].extend(result?);
+    }
     let mut objects = Vec::new();
     let mut seen: BTreeMap<ObjectRef, String> = BTreeMap::new();
-    for result in rendered {
-        for object in result? {
+    for (template, docs) in templates.templates.iter().zip(documents) {
+        for object in to_objects(template, docs, &env.namespace)? {
             let here = origin_text(&object);
             if let Some(first) = seen.insert(object.id.clone(), here.clone()) {
                 return Err(Error::Duplicate {
@@ -367,49 +381,66 @@ fn syntax_error(name: &str, error: &handlebars::TemplateError) -> Error {
     }
 }
 
-fn render_one(
-    registry: &Handlebars<'_>,
-    template: &Template,
-    context: &Value,
-    namespace: &str,
-) -> Result<Vec<Object>, Error> {
-    let text = registry.render(&template.name, context).map_err(|e| {
-        let name = e
-            .template_name
-            .clone()
-            .unwrap_or_else(|| template.name.clone());
+fn render_text(registry: &Handlebars<'_>, template: &Template, context: &Value) -> Result<String, Error> {
+    registry.render(&template.name, context).map_err(|e| {
+        let name = e.template_name.clone().unwrap_or_else(|| template.name.clone());
         let (line, column) = (e.line_no, e.column_no);
-        Error::Render {
-            template: name,
-            line,
-            column,
-            source: explain(RenderErrorReason::from(e)),
+        Error::Render { template: name, line, column, source: explain(RenderErrorReason::from(e)) }
+    })
+}
+
+/// One YAML document of a template's output, before parsing.
+struct Chunk<'a> {
+    /// Index of the template in [`Templates::templates`].
+    template_index: usize,
+    template: &'a Template,
+    /// 1-based line of the rendered output where the chunk starts.
+    first_line: u64,
+    text: &'a str,
+}
+
+/// Splits rendered output at document markers (`---` at the start of a line, which YAML
+/// never allows inside a document), so documents can be parsed in parallel. Each chunk keeps
+/// its marker line, so line numbers stay exact.
+fn split_documents<'a>(template_index: usize, template: &'a Template, text: &'a str) -> Vec<Chunk<'a>> {
+    let mut chunks = Vec::new();
+    let (mut start, mut first_line, mut offset) = (0, 1, 0);
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let is_marker = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
+        if is_marker && offset > start {
+            chunks.push(Chunk { template_index, template, first_line, text: &text[start..offset] });
+            start = offset;
+            first_line = u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1);
         }
-    })?;
-    let documents: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| {
-        let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
-        let excerpt = line
-            .and_then(|l| {
-                text.lines()
-                    .nth(usize::try_from(l).unwrap_or(0).saturating_sub(1))
-            })
+        offset += line.len();
+    }
+    chunks.push(Chunk { template_index, template, first_line, text: &text[start..] });
+    chunks
+}
+
+fn parse_chunk(chunk: &Chunk<'_>) -> Result<Vec<Value>, Error> {
+    yaml::parse_documents(chunk.text).map_err(|failure| {
+        let excerpt = failure
+            .line
+            .and_then(|l| chunk.text.lines().nth(usize::try_from(l).unwrap_or(0).saturating_sub(1)))
             .map(|l| format!(" (the line reads `{}`)", l.trim()))
             .unwrap_or_default();
         Error::Yaml {
-            template: template.name.clone(),
-            line,
-            source: Reason(format!("{}{excerpt}", e.without_snippet())),
+            template: chunk.template.name.clone(),
+            line: failure.line.map(|l| l + chunk.first_line - 1),
+            source: Reason(format!("{}{excerpt}", failure.message)),
         }
-    })?;
+    })
+}
+
+/// Turns the parsed documents of one template into objects, numbering them from 1.
+fn to_objects(template: &Template, documents: Vec<Value>, namespace: &str) -> Result<Vec<Object>, Error> {
     documents
         .into_iter()
-        .filter(|doc| !doc.is_null())
         .enumerate()
         .map(|(index, mut value)| {
-            let origin = Origin {
-                template: PathBuf::from(&template.name),
-                document: index + 1,
-            };
+            let origin = Origin { template: PathBuf::from(&template.name), document: index + 1 };
             default_namespace(&mut value, namespace);
             Object::new(value, Some(origin)).map_err(|source| Error::NotAnObject {
                 template: template.name.clone(),

@@ -15,11 +15,10 @@ use crate::project::Redacted;
 /// What a redacted value reads as.
 pub const REDACTED: &str = "***";
 
-/// A copy of `bundle` with every secret value in `secrets` hidden.
-pub fn redact_bundle(bundle: &Bundle, secrets: &BTreeMap<String, Redacted<String>>) -> Bundle {
+/// Hides every secret value in `secrets` inside `bundle`.
+pub fn redact_bundle(bundle: &mut Bundle, secrets: &BTreeMap<String, Redacted<String>>) {
     let needles = needles(secrets);
-    let mut redacted = bundle.clone();
-    for object in &mut redacted.objects {
+    for object in &mut bundle.objects {
         if object.id.kind == "Secret" && object.id.api_version == "v1" {
             for field in ["data", "stringData"] {
                 if let Some(map) = object.value.get_mut(field).and_then(Value::as_object_mut) {
@@ -31,7 +30,6 @@ pub fn redact_bundle(bundle: &Bundle, secrets: &BTreeMap<String, Redacted<String
         }
         scrub(&mut object.value, &needles);
     }
-    redacted
 }
 
 /// The strings to hide: each secret and its base64 form, longest first, skipping values too

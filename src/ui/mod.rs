@@ -8,6 +8,7 @@ pub mod exit;
 pub mod findings;
 pub mod logging;
 pub mod printer;
+pub mod reporters;
 
 pub use error::{Diagnostic, render_error};
 pub use exit::ExitStatus;

@@ -21,7 +21,13 @@ use crate::support::{TestNamespace, WAIT, cluster, rollout_state, wait_for, wait
 
 /// A Deployment `name` (label `app: name`) of `replicas` pods of one container, with extra pod
 /// labels and annotations, rolling out with maxUnavailable 0 and maxSurge 1.
-fn deployment(name: &str, replicas: i32, image: &str, labels: Value, annotations: Value) -> Deployment {
+fn deployment(
+    name: &str,
+    replicas: i32,
+    image: &str,
+    labels: Value,
+    annotations: Value,
+) -> Deployment {
     let mut pod_labels = json!({ "app": name });
     if let (Some(all), Some(extra)) = (pod_labels.as_object_mut(), labels.as_object()) {
         all.extend(extra.clone());
@@ -44,7 +50,13 @@ fn deployment(name: &str, replicas: i32, image: &str, labels: Value, annotations
 }
 
 fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a str> {
-    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_).map(|c| c.status.as_str())
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
 }
 
 fn phase(pod: &Pod) -> Option<&str> {
@@ -52,7 +64,11 @@ fn phase(pod: &Pod) -> Option<&str> {
 }
 
 async fn pods_of(ns: &TestNamespace, app: &str) -> Vec<Pod> {
-    ns.api::<Pod>().list(&ListParams::default().labels(&format!("app={app}"))).await.expect("list pods").items
+    ns.api::<Pod>()
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .expect("list pods")
+        .items
 }
 
 #[tokio::test]
@@ -60,15 +76,29 @@ async fn a_deployment_of_three_replicas_becomes_available() {
     let ns = TestNamespace::new("available").await;
     let api: Api<Deployment> = ns.api();
     let created = api
-        .create(&PostParams::default(), &deployment("web", 3, "registry.invalid/web:1", json!({}), json!({})))
+        .create(
+            &PostParams::default(),
+            &deployment("web", 3, "registry.invalid/web:1", json!({}), json!({})),
+        )
         .await
         .expect("create deployment");
-    let d = wait_rollout(&api, "web", created.metadata.generation.expect("generation"), WAIT).await;
+    let d = wait_rollout(
+        &api,
+        "web",
+        created.metadata.generation.expect("generation"),
+        WAIT,
+    )
+    .await;
 
     let status = d.status.expect("status");
     assert_eq!(status.available_replicas, Some(3), "{status:#?}");
     assert_eq!(status.ready_replicas, Some(3), "{status:#?}");
-    let available = status.conditions.iter().flatten().find(|c| c.type_ == "Available").expect("Available");
+    let available = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Available")
+        .expect("Available");
     assert_eq!(available.status, "True");
 
     let pods = pods_of(&ns, "web").await;
@@ -76,10 +106,21 @@ async fn a_deployment_of_three_replicas_becomes_available() {
     for p in &pods {
         assert_eq!(phase(p), Some("Running"));
         assert_eq!(condition(p, "Ready"), Some("True"));
-        let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or_default();
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .unwrap_or_default();
         assert!(node.starts_with("kwok-node-"), "scheduled on {node:?}");
-        let ip = p.status.as_ref().and_then(|s| s.pod_ip.as_deref()).unwrap_or_default();
-        assert!(ip.starts_with("10.244."), "pod IP {ip:?} from kwok's --cidr");
+        let ip = p
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .unwrap_or_default();
+        assert!(
+            ip.starts_with("10.244."),
+            "pod IP {ip:?} from kwok's --cidr"
+        );
     }
 }
 
@@ -100,7 +141,7 @@ impl EndpointHistory {
     fn ready_addresses(&self) -> BTreeSet<String> {
         self.slices
             .values()
-            .flat_map(|s| &s.endpoints)
+            .flat_map(|s| s.endpoints.iter().flatten())
             .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
             .flat_map(|e| e.addresses.clone())
             .collect()
@@ -109,10 +150,18 @@ impl EndpointHistory {
     fn record(&mut self) {
         let ready = self.ready_addresses().len();
         self.min_ready = Some(self.min_ready.map_or(ready, |m| m.min(ready)));
-        let endpoints: Vec<_> = self.slices.values().flat_map(|s| &s.endpoints).collect();
+        let endpoints: Vec<_> = self
+            .slices
+            .values()
+            .flat_map(|s| s.endpoints.iter().flatten())
+            .collect();
         self.max_total = self.max_total.max(endpoints.len());
         for e in endpoints {
-            if e.conditions.as_ref().and_then(|c| c.terminating).unwrap_or(false) {
+            if e.conditions
+                .as_ref()
+                .and_then(|c| c.terminating)
+                .unwrap_or(false)
+            {
                 self.terminating.extend(e.addresses.clone());
             }
         }
@@ -150,11 +199,13 @@ fn watch_endpoints(
                     }
                 }
                 watcher::Event::Apply(s) => {
-                    h.slices.insert(s.metadata.name.clone().unwrap_or_default(), s);
+                    h.slices
+                        .insert(s.metadata.name.clone().unwrap_or_default(), s);
                     h.record();
                 }
                 watcher::Event::Delete(s) => {
-                    h.slices.remove(&s.metadata.name.clone().unwrap_or_default());
+                    h.slices
+                        .remove(&s.metadata.name.clone().unwrap_or_default());
                     h.record();
                 }
             }
@@ -174,12 +225,16 @@ fn watch_terminating_pods(
         let mut stream = watcher(api, cfg).boxed();
         while let Some(event) = stream.next().await {
             let pods = match event.expect("pod watch") {
-                watcher::Event::Apply(p) | watcher::Event::InitApply(p) | watcher::Event::Delete(p) => vec![p],
+                watcher::Event::Apply(p)
+                | watcher::Event::InitApply(p)
+                | watcher::Event::Delete(p) => vec![p],
                 _ => vec![],
             };
             for p in pods {
                 if p.metadata.deletion_timestamp.is_some() {
-                    seen.lock().expect("lock").insert(p.metadata.name.clone().unwrap_or_default());
+                    seen.lock()
+                        .expect("lock")
+                        .insert(p.metadata.name.clone().unwrap_or_default());
                 }
             }
         }
@@ -197,26 +252,47 @@ async fn an_image_change_rolls_out_with_ready_endpoints_throughout() {
         "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] }
     }))
     .expect("a valid Service");
-    services.create(&PostParams::default(), &service).await.expect("create service");
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create service");
 
     let api: Api<Deployment> = ns.api();
     let created = api
-        .create(&PostParams::default(), &deployment("web", 3, "registry.invalid/web:1", json!({}), json!({})))
+        .create(
+            &PostParams::default(),
+            &deployment("web", 3, "registry.invalid/web:1", json!({}), json!({})),
+        )
         .await
         .expect("create deployment");
-    wait_rollout(&api, "web", created.metadata.generation.expect("generation"), WAIT).await;
-    let old_pods: BTreeSet<String> =
-        pods_of(&ns, "web").await.into_iter().filter_map(|p| p.metadata.name).collect();
+    wait_rollout(
+        &api,
+        "web",
+        created.metadata.generation.expect("generation"),
+        WAIT,
+    )
+    .await;
+    let old_pods: BTreeSet<String> = pods_of(&ns, "web")
+        .await
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
     assert_eq!(old_pods.len(), 3);
 
     // The Service must list the three pods before the update starts.
     let history = Arc::new(Mutex::new(EndpointHistory::default()));
     let (tx, rx) = tokio::sync::oneshot::channel();
     let endpoint_watch = watch_endpoints(&ns, "web", history.clone(), tx);
-    tokio::time::timeout(WAIT, rx).await.expect("EndpointSlice watch synced").expect("watch task alive");
+    tokio::time::timeout(WAIT, rx)
+        .await
+        .expect("EndpointSlice watch synced")
+        .expect("watch task alive");
     let deadline = Instant::now() + WAIT;
     while history.lock().expect("lock").ready_addresses().len() < 3 {
-        assert!(Instant::now() < deadline, "service never listed 3 ready endpoints: {history:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "service never listed 3 ready endpoints: {history:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let old_addresses = history.lock().expect("lock").ready_addresses();
@@ -233,17 +309,27 @@ async fn an_image_change_rolls_out_with_ready_endpoints_throughout() {
     let patch = json!({ "spec": { "template": { "spec": { "containers": [
         { "name": "app", "image": "registry.invalid/web:2" }
     ] } } } });
-    let patched =
-        api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.expect("patch image");
+    let patched = api
+        .patch("web", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect("patch image");
     let generation = patched.metadata.generation.expect("generation");
     assert!(generation > created.metadata.generation.expect("generation"));
     wait_rollout(&api, "web", generation, WAIT).await;
 
     // A new ReplicaSet took over; the old one is scaled to zero.
-    let replica_sets = ns.api::<ReplicaSet>().list(&ListParams::default().labels("app=web")).await.expect("list");
+    let replica_sets = ns
+        .api::<ReplicaSet>()
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list");
     assert_eq!(replica_sets.items.len(), 2, "old and new ReplicaSet");
     let image_of = |rs: &ReplicaSet| {
-        rs.spec.as_ref().and_then(|s| s.template.as_ref()).and_then(|t| t.spec.as_ref()).map(|s| s.containers[0].image.clone())
+        rs.spec
+            .as_ref()
+            .and_then(|s| s.template.as_ref())
+            .and_then(|t| t.spec.as_ref())
+            .map(|s| s.containers[0].image.clone())
     };
     for rs in &replica_sets.items {
         let replicas = rs.status.as_ref().map(|s| s.replicas).unwrap_or(-1);
@@ -263,24 +349,49 @@ async fn an_image_change_rolls_out_with_ready_endpoints_throughout() {
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
             .collect();
-        let h = history.lock().expect("lock");
-        let total: usize = h.slices.values().map(|s| s.endpoints.len()).sum();
-        if new_pods.len() == 3 && h.ready_addresses() == new_ips && total == 3 {
+        let (settled, seen) = {
+            let h = history.lock().expect("lock");
+            let total: usize = h
+                .slices
+                .values()
+                .map(|s| s.endpoints.as_ref().map_or(0, Vec::len))
+                .sum();
+            let settled = new_pods.len() == 3 && h.ready_addresses() == new_ips && total == 3;
+            (settled, format!("{h:#?}"))
+        };
+        if settled {
             break;
         }
-        assert!(Instant::now() < deadline, "service never settled on the new pods: {h:#?}");
-        drop(h);
+        assert!(
+            Instant::now() < deadline,
+            "service never settled on the new pods: {seen}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     endpoint_watch.abort();
     pod_watch.abort();
 
     let h = history.lock().expect("lock");
-    assert!(h.events > 3, "the EndpointSlice watch saw the rollout: {h:#?}");
-    assert!(h.min_ready.expect("recorded") >= 3, "ready endpoints fell below 3 (maxUnavailable 0): {h:#?}");
-    assert!(h.max_total >= 4, "a surge pod was listed beside the old ones: {h:#?}");
-    assert!(!h.terminating.is_empty(), "old endpoints were seen terminating: {h:#?}");
-    assert!(h.terminating.is_subset(&old_addresses), "only old endpoints terminate: {h:#?}");
+    assert!(
+        h.events > 3,
+        "the EndpointSlice watch saw the rollout: {h:#?}"
+    );
+    assert!(
+        h.min_ready.expect("recorded") >= 3,
+        "ready endpoints fell below 3 (maxUnavailable 0): {h:#?}"
+    );
+    assert!(
+        h.max_total >= 4,
+        "a surge pod was listed beside the old ones: {h:#?}"
+    );
+    assert!(
+        !h.terminating.is_empty(),
+        "old endpoints were seen terminating: {h:#?}"
+    );
+    assert!(
+        h.terminating.is_subset(&old_addresses),
+        "only old endpoints terminate: {h:#?}"
+    );
     let terminating = terminating.lock().expect("lock");
     assert_eq!(*terminating, old_pods, "every old pod was seen Terminating");
 }
@@ -289,18 +400,35 @@ async fn an_image_change_rolls_out_with_ready_endpoints_throughout() {
 async fn a_never_ready_deployment_exceeds_its_progress_deadline() {
     let ns = TestNamespace::new("never-ready").await;
     let api: Api<Deployment> = ns.api();
-    let mut d = deployment("stuck", 2, "registry.invalid/stuck:1", json!({ "ferry.test/never-ready": "true" }), json!({}));
+    let mut d = deployment(
+        "stuck",
+        2,
+        "registry.invalid/stuck:1",
+        json!({ "ferry.test/never-ready": "true" }),
+        json!({}),
+    );
     d.spec.as_mut().expect("spec").progress_deadline_seconds = Some(5);
-    let created = api.create(&PostParams::default(), &d).await.expect("create deployment");
+    let created = api
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create deployment");
     let generation = created.metadata.generation.expect("generation");
 
     let cond = |d: Option<&Deployment>| {
-        d.and_then(|d| d.status.as_ref()).and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-            cs.iter().any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-        })
+        d.and_then(|d| d.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.type_ == "Progressing"
+                        && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                })
+            })
     };
     let d = wait_for(&api, "stuck", WAIT, "ProgressDeadlineExceeded", cond).await;
-    assert!(rollout_state(&d, generation).is_err(), "rollout status reports the failure");
+    assert!(
+        rollout_state(&d, generation).is_err(),
+        "rollout status reports the failure"
+    );
     let status = d.status.expect("status");
     assert_eq!(status.available_replicas.unwrap_or(0), 0, "{status:#?}");
     assert_eq!(status.ready_replicas.unwrap_or(0), 0, "{status:#?}");
@@ -311,7 +439,10 @@ async fn a_never_ready_deployment_exceeds_its_progress_deadline() {
         assert_eq!(phase(p), Some("Running"), "{p:#?}");
         assert_eq!(condition(p, "Ready"), Some("False"), "{p:#?}");
         assert_eq!(condition(p, "ContainersReady"), Some("False"), "{p:#?}");
-        assert!(p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some(), "a running pod has an IP");
+        assert!(
+            p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some(),
+            "a running pod has an IP"
+        );
     }
 }
 
@@ -334,10 +465,22 @@ async fn a_pod_with_a_ready_delay_becomes_ready_only_after_it() {
     let ns = TestNamespace::new("ready-delay").await;
     let pods: Api<Pod> = ns.api();
     let started = Instant::now();
-    pods.create(&PostParams::default(), &pod("slow", json!({ "ferry.test/ready-delay": "4s" }), plain_spec()))
-        .await
-        .expect("create pod");
-    pods.create(&PostParams::default(), &pod("fast", json!({}), plain_spec())).await.expect("create pod");
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "slow",
+            json!({ "ferry.test/ready-delay": "4s" }),
+            plain_spec(),
+        ),
+    )
+    .await
+    .expect("create pod");
+    pods.create(
+        &PostParams::default(),
+        &pod("fast", json!({}), plain_spec()),
+    )
+    .await
+    .expect("create pod");
 
     // Both start; the plain pod is ready at once, the delayed one is Running but not Ready.
     let is_running = |p: Option<&Pod>| p.is_some_and(|p| phase(p) == Some("Running"));
@@ -346,15 +489,34 @@ async fn a_pod_with_a_ready_delay_becomes_ready_only_after_it() {
     wait_for(&pods, "fast", WAIT, "plain pod ready", is_ready).await;
     let fast_ready_after = started.elapsed();
     let slow_now = pods.get("slow").await.expect("get pod");
-    assert!(fast_ready_after < Duration::from_secs(4), "plain pod ready in {fast_ready_after:?}");
+    assert!(
+        fast_ready_after < Duration::from_secs(4),
+        "plain pod ready in {fast_ready_after:?}"
+    );
     assert_eq!(condition(&slow, "Ready"), Some("False"), "{slow:#?}");
-    assert_eq!(condition(&slow_now, "Ready"), Some("False"), "still waiting: {slow_now:#?}");
-    assert!(slow.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some(), "a running pod has an IP");
+    assert_eq!(
+        condition(&slow_now, "Ready"),
+        Some("False"),
+        "still waiting: {slow_now:#?}"
+    );
+    assert!(
+        slow.status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_ref())
+            .is_some(),
+        "a running pod has an IP"
+    );
 
     wait_for(&pods, "slow", WAIT, "delayed pod ready", is_ready).await;
     let slow_ready_after = started.elapsed();
-    assert!(slow_ready_after >= Duration::from_secs(4), "ready after {slow_ready_after:?}, before its delay");
-    assert!(slow_ready_after < Duration::from_secs(20), "ready after {slow_ready_after:?}");
+    assert!(
+        slow_ready_after >= Duration::from_secs(4),
+        "ready after {slow_ready_after:?}, before its delay"
+    );
+    assert!(
+        slow_ready_after < Duration::from_secs(20),
+        "ready after {slow_ready_after:?}"
+    );
 }
 
 fn restricted_spec() -> Value {
@@ -376,28 +538,57 @@ fn restricted_spec() -> Value {
 async fn pod_security_restricted_rejects_a_violating_pod_and_accepts_a_compliant_one() {
     let ns = TestNamespace::with_labels(
         "restricted",
-        &[("pod-security.kubernetes.io/enforce", "restricted"), ("pod-security.kubernetes.io/enforce-version", "latest")],
+        &[
+            ("pod-security.kubernetes.io/enforce", "restricted"),
+            ("pod-security.kubernetes.io/enforce-version", "latest"),
+        ],
     )
     .await;
     let pods: Api<Pod> = ns.api();
 
-    let err = pods.create(&PostParams::default(), &pod("loose", json!({}), plain_spec())).await.unwrap_err();
+    let err = pods
+        .create(
+            &PostParams::default(),
+            &pod("loose", json!({}), plain_spec()),
+        )
+        .await
+        .unwrap_err();
     match &err {
         kube::Error::Api(s) => {
             assert!(s.is_forbidden(), "{s:?}");
-            assert!(s.message.contains("violates PodSecurity \"restricted:latest\""), "{}", s.message);
-            assert!(s.message.contains("allowPrivilegeEscalation"), "{}", s.message);
+            assert!(
+                s.message
+                    .contains("violates PodSecurity \"restricted:latest\""),
+                "{}",
+                s.message
+            );
+            assert!(
+                s.message.contains("allowPrivilegeEscalation"),
+                "{}",
+                s.message
+            );
         }
         other => panic!("expected a Pod Security refusal, got {other:?}"),
     }
 
-    pods.create(&PostParams::default(), &pod("hardened", json!({}), restricted_spec())).await.expect("compliant pod");
+    pods.create(
+        &PostParams::default(),
+        &pod("hardened", json!({}), restricted_spec()),
+    )
+    .await
+    .expect("compliant pod");
     let is_ready = |p: Option<&Pod>| p.is_some_and(|p| condition(p, "Ready") == Some("True"));
     wait_for(&pods, "hardened", WAIT, "compliant pod ready", is_ready).await;
 
     // The same loose pod is fine where the namespace does not enforce "restricted".
     let open = TestNamespace::new("unrestricted").await;
-    open.api::<Pod>().create(&PostParams::default(), &pod("loose", json!({}), plain_spec())).await.expect("accepted");
+    open.api::<Pod>()
+        .create(
+            &PostParams::default(),
+            &pod("loose", json!({}), plain_spec()),
+        )
+        .await
+        .expect("accepted");
 }
 
 #[tokio::test]
@@ -407,7 +598,10 @@ async fn rbac_refuses_the_limited_identity_until_granted() {
     let pods: Api<Pod> = Api::namespaced(limited.clone(), ns.name());
 
     let err = pods.list(&ListParams::default()).await.unwrap_err();
-    assert!(matches!(&err, kube::Error::Api(s) if s.is_forbidden() && s.message.contains("ferry-limited")), "{err:?}");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.is_forbidden() && s.message.contains("ferry-limited")),
+        "{err:?}"
+    );
 
     let role: Role = serde_json::from_value(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -416,7 +610,10 @@ async fn rbac_refuses_the_limited_identity_until_granted() {
         "rules": [{ "apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"] }]
     }))
     .expect("a valid Role");
-    ns.api::<Role>().create(&PostParams::default(), &role).await.expect("create role");
+    ns.api::<Role>()
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create role");
     let binding: RoleBinding = serde_json::from_value(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
@@ -425,7 +622,10 @@ async fn rbac_refuses_the_limited_identity_until_granted() {
         "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "ferry-limited" }]
     }))
     .expect("a valid RoleBinding");
-    ns.api::<RoleBinding>().create(&PostParams::default(), &binding).await.expect("create binding");
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create binding");
 
     // The RBAC authorizer sees the binding through its informer: allow it a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -440,7 +640,79 @@ async fn rbac_refuses_the_limited_identity_until_granted() {
     }
     // Only in that namespace, and only reading.
     let elsewhere: Api<Pod> = Api::namespaced(limited.clone(), "default");
-    assert!(matches!(elsewhere.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.is_forbidden()));
-    let err = pods.create(&PostParams::default(), &pod("nope", json!({}), plain_spec())).await.unwrap_err();
-    assert!(matches!(&err, kube::Error::Api(s) if s.is_forbidden()), "{err:?}");
+    assert!(
+        matches!(elsewhere.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.is_forbidden())
+    );
+    let err = pods
+        .create(
+            &PostParams::default(),
+            &pod("nope", json!({}), plain_spec()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.is_forbidden()),
+        "{err:?}"
+    );
+}
+
+/// The pinned Kubernetes version of `tests/cluster/versions`.
+fn pinned_kubernetes_version() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/versions");
+    let text = std::fs::read_to_string(&path).expect("tests/cluster/versions");
+    let v = text
+        .lines()
+        .find_map(|l| l.strip_prefix("K8S_VERSION="))
+        .expect("K8S_VERSION in tests/cluster/versions");
+    format!("v{}", v.trim())
+}
+
+#[tokio::test]
+async fn the_stack_runs_the_pinned_version_stamped_and_two_ready_nodes() {
+    let client = cluster().client().await;
+    let want = pinned_kubernetes_version();
+    let info = client.apiserver_version().await.expect("version");
+    assert_eq!(
+        info.git_version, want,
+        "the apiserver binary is version-stamped"
+    );
+
+    let out = std::process::Command::new(cluster().bin_dir().join("kubectl"))
+        .args(["version", "--client", "-o", "json"])
+        .output()
+        .expect("run the cached kubectl");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("kubectl version JSON");
+    assert_eq!(json["clientVersion"]["gitVersion"], json!(want));
+
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client)
+        .list(&ListParams::default())
+        .await
+        .expect("nodes");
+    let ready: BTreeSet<String> = nodes
+        .items
+        .iter()
+        .filter(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    assert_eq!(
+        ready,
+        BTreeSet::from(["kwok-node-0".to_owned(), "kwok-node-1".to_owned()])
+    );
+    for n in &nodes.items {
+        let tainted = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .is_some_and(|t| !t.is_empty());
+        assert!(
+            !tainted,
+            "node {:?} has no taints, so plain manifests schedule",
+            n.metadata.name
+        );
+    }
 }

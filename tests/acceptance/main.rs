@@ -4,12 +4,18 @@
 //! One namespace per test ([`support::TestNamespace`]). Without the stack every test fails with
 //! the command that starts it; none is skipped. Modules:
 //!
+//! - `apply`: `ferry provision`, `apply`, `diff` and `status` (issue 4): idempotent provision,
+//!   waves, pruning, CRDs, RBAC refusals, diff exit codes.
 //! - `cluster`: the test cluster itself behaves like a real one (rollouts, readiness stages,
 //!   Pod Security admission, RBAC).
+//! - `image`: `ferry image build|push` (issue 6) against skopeo, umoci and real registries
+//!   (anonymous, htpasswd and token auth).
 //! - `registry`: the OCI registry accepts and serves blobs and manifests.
 //! - `s3`: the S3 server stores objects and checks SigV4 signatures.
 
+mod apply;
 mod cluster;
+mod image;
 mod registry;
 mod s3;
 mod support;

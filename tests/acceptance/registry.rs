@@ -24,14 +24,32 @@ fn absolute(base: &str, location: &str) -> String {
 
 /// Starts an upload session (POST), returning its `Location`.
 async fn start_upload(http: &reqwest::Client, base: &str, repo: &str) -> String {
-    let resp = http.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await.expect("POST upload");
-    assert_eq!(resp.status(), StatusCode::ACCEPTED, "start upload: {resp:?}");
-    let location = resp.headers().get("location").expect("Location header").to_str().expect("ASCII");
+    let resp = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .expect("POST upload");
+    assert_eq!(
+        resp.status(),
+        StatusCode::ACCEPTED,
+        "start upload: {resp:?}"
+    );
+    let location = resp
+        .headers()
+        .get("location")
+        .expect("Location header")
+        .to_str()
+        .expect("ASCII");
     absolute(base, location)
 }
 
 /// Finishes an upload session with one PUT carrying the whole blob.
-async fn finish_upload(http: &reqwest::Client, location: &str, digest: &str, blob: &[u8]) -> reqwest::Response {
+async fn finish_upload(
+    http: &reqwest::Client,
+    location: &str,
+    digest: &str,
+    blob: &[u8],
+) -> reqwest::Response {
     let sep = if location.contains('?') { '&' } else { '?' };
     http.put(format!("{location}{sep}digest={digest}"))
         .header("content-type", "application/octet-stream")
@@ -45,8 +63,17 @@ async fn push_blob(http: &reqwest::Client, base: &str, repo: &str, blob: &[u8]) 
     let d = digest(blob);
     let location = start_upload(http, base, repo).await;
     let resp = finish_upload(http, &location, &d, blob).await;
-    assert_eq!(resp.status(), StatusCode::CREATED, "finish upload: {resp:?}");
-    assert_eq!(resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()), Some(d.as_str()));
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "finish upload: {resp:?}"
+    );
+    assert_eq!(
+        resp.headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok()),
+        Some(d.as_str())
+    );
     d
 }
 
@@ -56,7 +83,11 @@ async fn a_blob_and_a_manifest_round_trip_through_the_registry() {
     let http = reqwest::Client::new();
     let repo = format!("ferry-test/{}", unique_name("roundtrip"));
 
-    let v2 = http.get(format!("{base}/v2/")).send().await.expect("GET /v2/");
+    let v2 = http
+        .get(format!("{base}/v2/"))
+        .send()
+        .await
+        .expect("GET /v2/");
     assert_eq!(v2.status(), StatusCode::OK);
 
     let layer = format!("layer bytes of {repo}\n").repeat(1000).into_bytes();
@@ -85,7 +116,12 @@ async fn a_blob_and_a_manifest_round_trip_through_the_registry() {
         .await
         .expect("PUT manifest");
     assert_eq!(put.status(), StatusCode::CREATED, "{put:?}");
-    assert_eq!(put.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()), Some(manifest_digest.as_str()));
+    assert_eq!(
+        put.headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok()),
+        Some(manifest_digest.as_str())
+    );
 
     for reference in ["v1", manifest_digest.as_str()] {
         let get = http
@@ -95,16 +131,39 @@ async fn a_blob_and_a_manifest_round_trip_through_the_registry() {
             .await
             .expect("GET manifest");
         assert_eq!(get.status(), StatusCode::OK, "manifest {reference}");
-        assert_eq!(get.headers().get("content-type").and_then(|v| v.to_str().ok()), Some(OCI_MANIFEST));
-        assert_eq!(get.bytes().await.expect("body").as_ref(), manifest.as_slice(), "manifest {reference}");
+        assert_eq!(
+            get.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some(OCI_MANIFEST)
+        );
+        assert_eq!(
+            get.bytes().await.expect("body").as_ref(),
+            manifest.as_slice(),
+            "manifest {reference}"
+        );
     }
     for (d, bytes) in [(&layer_digest, &layer), (&config_digest, &config)] {
-        let get = http.get(format!("{base}/v2/{repo}/blobs/{d}")).send().await.expect("GET blob");
+        let get = http
+            .get(format!("{base}/v2/{repo}/blobs/{d}"))
+            .send()
+            .await
+            .expect("GET blob");
         assert_eq!(get.status(), StatusCode::OK, "blob {d}");
-        assert_eq!(get.bytes().await.expect("body").as_ref(), bytes.as_slice(), "blob {d}");
+        assert_eq!(
+            get.bytes().await.expect("body").as_ref(),
+            bytes.as_slice(),
+            "blob {d}"
+        );
     }
-    let tags: serde_json::Value =
-        http.get(format!("{base}/v2/{repo}/tags/list")).send().await.expect("tags").json().await.expect("json");
+    let tags: serde_json::Value = http
+        .get(format!("{base}/v2/{repo}/tags/list"))
+        .send()
+        .await
+        .expect("tags")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(tags["tags"], json!(["v1"]));
 }
 
@@ -114,10 +173,23 @@ async fn the_registry_refuses_a_blob_whose_digest_does_not_match() {
     let http = reqwest::Client::new();
     let repo = format!("ferry-test/{}", unique_name("bad-digest"));
     let location = start_upload(&http, &base, &repo).await;
-    let resp = finish_upload(&http, &location, &digest(b"something else"), b"the real bytes").await;
+    let resp = finish_upload(
+        &http,
+        &location,
+        &digest(b"something else"),
+        b"the real bytes",
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{resp:?}");
     let body = resp.text().await.expect("body");
     assert!(body.contains("DIGEST_INVALID"), "{body}");
-    let head = http.head(format!("{base}/v2/{repo}/blobs/{}", digest(b"the real bytes"))).send().await.expect("HEAD");
+    let head = http
+        .head(format!(
+            "{base}/v2/{repo}/blobs/{}",
+            digest(b"the real bytes")
+        ))
+        .send()
+        .await
+        .expect("HEAD");
     assert_eq!(head.status(), StatusCode::NOT_FOUND);
 }

@@ -1,5 +1,5 @@
 # Shared by tests/cluster/up and tests/cluster/down (sourced, not run).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables used by the scripts that source this
 
 cluster_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$cluster_dir/../.." && pwd)
@@ -27,6 +27,18 @@ log() { printf '[%s %s] %s\n' "${0##*/}" "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
   log "error: $*"
   exit 1
+}
+
+# Serialises up and down (two at once would trample each other's state). A down run by up
+# inherits up's lock (FERRY_TESTCLUSTER_LOCKED) instead of waiting for it.
+take_lock() {
+  [ "${FERRY_TESTCLUSTER_LOCKED:-}" = 1 ] && return 0
+  mkdir -p "$repo_root/target"
+  exec 9>"$repo_root/target/.testcluster.lock"
+  if ! flock -w 120 9; then
+    die "another tests/cluster/up or down is still running (lock: $repo_root/target/.testcluster.lock)"
+  fi
+  export FERRY_TESTCLUSTER_LOCKED=1
 }
 
 pid_of() {

@@ -25,7 +25,8 @@ use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::{Client, Config};
 
 /// What to run when the stack is not there.
-const START_HINT: &str = "the local test cluster is not running: run scripts/test, or tests/cluster/up";
+const START_HINT: &str =
+    "the local test cluster is not running: run scripts/test, or tests/cluster/up";
 
 /// Keep test namespaces after the test (for a look with kubectl) when set to `1`.
 const KEEP_NAMESPACES_VAR: &str = "FERRY_TEST_KEEP_NAMESPACES";
@@ -63,7 +64,9 @@ pub fn cluster() -> &'static Cluster {
         let path = env_file();
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{START_HINT} ({} could not be read: {e})", path.display()));
-        Cluster { vars: parse_env(&text) }
+        Cluster {
+            vars: parse_env(&text),
+        }
     })
 }
 
@@ -83,7 +86,10 @@ impl Cluster {
     /// A variable of the env file; panics naming it when it is missing.
     pub fn var(&self, name: &str) -> &str {
         self.vars.get(name).map(String::as_str).unwrap_or_else(|| {
-            panic!("{} lacks {name}: restart the stack with tests/cluster/down && tests/cluster/up", env_file().display())
+            panic!(
+                "{} lacks {name}: restart the stack with tests/cluster/down && tests/cluster/up",
+                env_file().display()
+            )
         })
     }
 
@@ -120,7 +126,8 @@ impl Cluster {
 
     /// A client for `ferry-local-limited` (user `ferry-limited`, no rights unless granted).
     pub async fn limited_client(&self) -> Client {
-        self.client_for(self.var("FERRY_TEST_LIMITED_CONTEXT")).await
+        self.client_for(self.var("FERRY_TEST_LIMITED_CONTEXT"))
+            .await
     }
 
     /// A client for a context of the stack's kubeconfig. Built per call because a kube client
@@ -129,25 +136,38 @@ impl Cluster {
         let path = self.kubeconfig();
         let kubeconfig = Kubeconfig::read_from(&path)
             .unwrap_or_else(|e| panic!("{START_HINT} (kubeconfig {}: {e})", path.display()));
-        let options = KubeConfigOptions { context: Some(context.to_owned()), cluster: None, user: None };
+        let options = KubeConfigOptions {
+            context: Some(context.to_owned()),
+            cluster: None,
+            user: None,
+        };
         let config = Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .unwrap_or_else(|e| panic!("kubeconfig {} context {context}: {e}", path.display()));
         let server = config.cluster_url.clone();
-        let client = Client::try_from(config).unwrap_or_else(|e| panic!("kube client for {context}: {e}"));
+        let client =
+            Client::try_from(config).unwrap_or_else(|e| panic!("kube client for {context}: {e}"));
         // Any answer, even 403 for the limited user, proves the API server is there.
         match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
             Ok(Ok(_)) => {}
             Ok(Err(kube::Error::Api(s))) if s.is_forbidden() => {}
             Ok(Err(e)) => panic!("{START_HINT} (the API server at {server} did not answer: {e})"),
-            Err(_) => panic!("{START_HINT} (the API server at {server} did not answer within 10 s)"),
+            Err(_) => {
+                panic!("{START_HINT} (the API server at {server} did not answer within 10 s)")
+            }
         }
         client
     }
 }
 
 /// Waits for `cond` on the named object, failing the test after `timeout` with `what`.
-pub async fn wait_for<K>(api: &Api<K>, name: &str, timeout: Duration, what: &str, cond: impl Condition<K>) -> K
+pub async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    cond: impl Condition<K>,
+) -> K
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
@@ -164,7 +184,6 @@ where
 
 /// A namespace of one test: unique name, created, with its `default` ServiceAccount present
 /// (pods are refused before that). Deleted when dropped, unless `FERRY_TEST_KEEP_NAMESPACES=1`.
-#[derive(Debug)]
 pub struct TestNamespace {
     name: String,
     /// Admin client for this test's runtime.
@@ -181,10 +200,16 @@ impl TestNamespace {
     pub async fn with_labels(prefix: &str, labels: &[(&str, &str)]) -> TestNamespace {
         let client = cluster().client().await;
         let name = unique_name(&format!("ferry-{prefix}"));
-        let labels: BTreeMap<String, String> =
-            labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let ns = Namespace {
-            metadata: ObjectMeta { name: Some(name.clone()), labels: Some(labels), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            },
             ..Namespace::default()
         };
         Api::<Namespace>::all(client.clone())
@@ -192,8 +217,14 @@ impl TestNamespace {
             .await
             .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
         let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
-        wait_for(&sas, "default", WAIT, "default ServiceAccount of the test namespace", conditions::is_created())
-            .await;
+        wait_for(
+            &sas,
+            "default",
+            WAIT,
+            "default ServiceAccount of the test namespace",
+            conditions::is_created(),
+        )
+        .await;
         TestNamespace { name, client }
     }
 
@@ -221,10 +252,14 @@ impl Drop for TestNamespace {
         // background (the namespace controller removes the contents).
         let name = self.name.clone();
         let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
                 let client = cluster().client().await;
-                let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
+                let _ = Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::background())
+                    .await;
             });
             Ok::<_, std::io::Error>(())
         });
@@ -248,11 +283,17 @@ pub fn unique_name(prefix: &str) -> String {
 /// (the one returned by the write that started the rollout): `Ok(true)` done, `Ok(false)` in
 /// progress, `Err(message)` when the progress deadline was exceeded.
 pub fn rollout_state(d: &Deployment, generation: i64) -> Result<bool, String> {
-    let Some(st) = &d.status else { return Ok(false) };
+    let Some(st) = &d.status else {
+        return Ok(false);
+    };
     if st.observed_generation.unwrap_or(0) < generation {
         return Ok(false);
     }
-    if let Some(c) = st.conditions.iter().flatten().find(|c| c.type_ == "Progressing")
+    if let Some(c) = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Progressing")
         && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     {
         return Err(c.message.clone().unwrap_or_default());
@@ -265,8 +306,14 @@ pub fn rollout_state(d: &Deployment, generation: i64) -> Result<bool, String> {
 }
 
 /// Waits until the Deployment's rollout to `generation` completes; panics if it fails or stalls.
-pub async fn wait_rollout(api: &Api<Deployment>, name: &str, generation: i64, timeout: Duration) -> Deployment {
-    let cond = move |d: Option<&Deployment>| d.is_some_and(|d| rollout_state(d, generation) != Ok(false));
+pub async fn wait_rollout(
+    api: &Api<Deployment>,
+    name: &str,
+    generation: i64,
+    timeout: Duration,
+) -> Deployment {
+    let cond =
+        move |d: Option<&Deployment>| d.is_some_and(|d| rollout_state(d, generation) != Ok(false));
     let d = wait_for(api, name, timeout, "deployment rollout", cond).await;
     if let Err(msg) = rollout_state(&d, generation) {
         panic!("deployment {name} failed to roll out: {msg}");

@@ -1,0 +1,1178 @@
+//! The apply engine: server-side apply of a bundle in dependency waves, then pruning.
+//!
+//! One run:
+//!
+//! 1. Resolve every object's kind with discovery (and the bundle's own CRDs); label it with
+//!    the [`Ownership`] labels.
+//! 2. Read the ApplySet parent, list the live members of every recorded or bundled kind
+//!    (metadata only; full objects for a dry run), and record any new kinds in the parent
+//!    before creating objects of them (so a crash never leaves members the next run cannot
+//!    find).
+//! 3. Wave by wave ([`Wave`]: definitions, namespaces, guard rails, RBAC, config, services,
+//!    workloads, other kinds, policies): skip objects unchanged since the last apply (same
+//!    applied digest, same uid, the field manager's fields untouched), **dry-run the rest on
+//!    the server, and apply them only when every one passed**, so a wave with an invalid object
+//!    applies nothing, and no later wave starts. Requests within a wave run concurrently, at
+//!    most `concurrency` at a time. After the definitions wave, wait for each CRD to be
+//!    Established.
+//! 4. Prune, in reverse wave order, the listed members that left the bundle **and** that the
+//!    field manager applied; members labelled by someone else are reported and left alone.
+//! 5. Write the parent's inventory when it changed.
+//!
+//! # Guarantees
+//! - Conflicts with other field managers fail the apply unless `force_conflicts` is set.
+//! - In [`Mode::DryRun`] nothing is written: objects are checked with `dryRun=All`, deletions
+//!   too, and the parent is left as it is.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
+    PropagationPolicy, ValidationDirective,
+};
+use kube::runtime::wait::{await_condition, conditions};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::applyset::{
+    self, Inventory, Ownership, Parent, ParentContent, Record, managed_digest, object_digest,
+};
+use super::discovery::{Resolved, Resolver};
+use super::error::{ApiCause, Error, RequestError, Target, Verb, WaveName};
+use super::reporter::ApplyReporter;
+use crate::object::{Object, ObjectRef};
+use crate::render::{Wave, wave};
+
+/// Whether the run changes the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Apply and prune for real.
+    Apply,
+    /// Ask the server what would happen (`dryRun=All`); change nothing.
+    DryRun,
+}
+
+/// What to apply, and how.
+#[derive(Debug, Clone)]
+pub struct ApplyRequest<'a> {
+    /// The objects, in any order (the engine groups them into waves).
+    pub objects: &'a [Object],
+    /// Who owns them.
+    pub ownership: &'a Ownership,
+    /// Apply or dry run.
+    pub mode: Mode,
+    /// Take over fields other managers own instead of failing on a conflict.
+    pub force_conflicts: bool,
+    /// Delete owned objects that left the bundle.
+    pub prune: bool,
+    /// Send every object, even those unchanged since the last apply.
+    pub reapply: bool,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// How long to wait for each CRD to be Established.
+    pub establish_timeout: Duration,
+    /// Annotations for the ApplySet parent (e.g. the templates digest).
+    pub parent_annotations: BTreeMap<String, String>,
+    /// Keep full before/after objects in the results (for diffs).
+    pub capture: bool,
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// It did not exist and was created.
+    Created,
+    /// It existed without Ferry's labels and now carries them.
+    Adopted,
+    /// It existed and changed.
+    Configured,
+    /// It existed and nothing changed.
+    Unchanged,
+    /// It left the bundle and was deleted.
+    Pruned,
+}
+
+impl Action {
+    /// True when the cluster changed (or, in a dry run, would change).
+    pub fn is_change(self) -> bool {
+        self != Action::Unchanged
+    }
+
+    /// The past-tense verb people read (`created`, `configured`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Adopted => "adopted",
+            Action::Configured => "configured",
+            Action::Unchanged => "unchanged",
+            Action::Pruned => "pruned",
+        }
+    }
+}
+
+/// The outcome for one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectResult {
+    /// Who it is (namespace filled in, or removed for cluster-scoped kinds).
+    pub id: ObjectRef,
+    /// Its wave.
+    pub wave: Wave,
+    /// What happened (in a dry run: what would happen).
+    pub action: Action,
+    /// The template it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<PathBuf>,
+    /// `metadata.generation` after the apply (for rollout waits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Dry run only: the server could not check it because its kind or namespace is created
+    /// by this same bundle.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchecked: bool,
+    /// With `capture`: the live object before (server fields included).
+    #[serde(skip)]
+    pub before: Option<Value>,
+    /// With `capture`: the object after (the server's dry-run answer, or the bundle's object
+    /// when unchecked).
+    #[serde(skip)]
+    pub after: Option<Value>,
+}
+
+/// Everything a run did, in order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    /// True for a dry run.
+    pub dry_run: bool,
+    /// The bundle's objects, in apply order.
+    pub objects: Vec<ObjectResult>,
+    /// Objects deleted because they left the bundle, in deletion order.
+    pub pruned: Vec<ObjectResult>,
+    /// Objects that carry the set's label but were never applied by Ferry: left alone.
+    pub kept: Vec<ObjectRef>,
+}
+
+impl ApplyReport {
+    /// How many objects changed (or would change): created, adopted, configured or pruned.
+    pub fn changes(&self) -> usize {
+        self.objects
+            .iter()
+            .chain(&self.pruned)
+            .filter(|r| r.action.is_change())
+            .count()
+    }
+}
+
+/// A run that stopped: what it did before, where it stopped, and why.
+#[derive(Debug)]
+pub struct ApplyFailure {
+    /// What was done before the failure.
+    pub report: ApplyReport,
+    /// The wave that failed; `None` before the waves (discovery, listing) or while pruning.
+    pub wave: Option<Wave>,
+    /// Why.
+    pub error: Error,
+}
+
+/// An object's identity independent of its API version.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Key {
+    group: String,
+    kind: String,
+    namespace: Option<String>,
+    name: String,
+}
+
+impl Key {
+    fn new(group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Self {
+        Key {
+            group: group.to_string(),
+            kind: kind.to_string(),
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        }
+    }
+
+    pub(super) fn of_id(id: &ObjectRef) -> Self {
+        let (group, _) = super::discovery::split_api_version(&id.api_version);
+        Key::new(group, &id.kind, id.namespace.as_deref(), &id.name)
+    }
+}
+
+/// An object of the bundle, resolved and labelled.
+#[derive(Debug, Clone)]
+struct Desired {
+    id: ObjectRef,
+    key: Key,
+    resolved: Resolved,
+    body: Value,
+    digest: String,
+    wave: Wave,
+    template: Option<PathBuf>,
+    /// False when the kind is only defined by a CRD of this bundle.
+    served: bool,
+}
+
+impl Desired {
+    fn target(&self) -> Target {
+        Target {
+            kind: self.id.kind.clone(),
+            resource: Some(self.resolved.qualified()),
+            namespace: self.id.namespace.clone(),
+            name: Some(self.id.name.clone()),
+            template: self.template.clone(),
+        }
+    }
+
+    fn api(&self, client: &Client) -> Api<DynamicObject> {
+        let api = Api::dynamic(
+            client.clone(),
+            &self.resolved.resource,
+            &self.resolved.scope,
+        );
+        match &self.id.namespace {
+            Some(ns) => api.constrain(ns),
+            None => api,
+        }
+    }
+
+    fn result(&self, action: Action) -> ObjectResult {
+        ObjectResult {
+            id: self.id.clone(),
+            wave: self.wave,
+            action,
+            template: self.template.clone(),
+            generation: None,
+            unchecked: false,
+            before: None,
+            after: None,
+        }
+    }
+}
+
+/// A member found on the cluster.
+#[derive(Debug, Clone)]
+pub(super) struct Live {
+    /// Who it is (at the preferred version of its kind).
+    pub(super) id: ObjectRef,
+    /// Its resource.
+    pub(super) resolved: Resolved,
+    /// Its uid.
+    pub(super) uid: String,
+    /// Its resourceVersion.
+    pub(super) resource_version: String,
+    /// Applied by the field manager (so it may be pruned).
+    pub(super) owned: bool,
+    /// [`managed_digest`] of the field manager's fields.
+    pub(super) managed: Option<String>,
+    /// Managers that changed it after the field manager's last apply.
+    pub(super) later_managers: Vec<String>,
+    /// The full object, when listed in full.
+    pub(super) value: Option<Value>,
+}
+
+/// Runs the engine. See the module documentation for the steps.
+///
+/// # Errors
+/// An [`ApplyFailure`] with what was done before the failure.
+pub async fn apply(
+    client: &Client,
+    request: &ApplyRequest<'_>,
+    reporter: &dyn ApplyReporter,
+) -> Result<ApplyReport, ApplyFailure> {
+    let mut report = ApplyReport {
+        dry_run: request.mode == Mode::DryRun,
+        ..ApplyReport::default()
+    };
+    let mut engine = match Engine::start(client, request).await {
+        Ok(engine) => engine,
+        Err(error) => {
+            reporter.finished();
+            return Err(ApplyFailure {
+                report,
+                wave: None,
+                error,
+            });
+        }
+    };
+    let result = engine.run(&mut report, reporter).await;
+    reporter.finished();
+    match result {
+        Ok(()) => Ok(report),
+        Err((wave, error)) => Err(ApplyFailure {
+            report,
+            wave,
+            error,
+        }),
+    }
+}
+
+/// The state of one run.
+struct Engine<'a> {
+    client: &'a Client,
+    request: &'a ApplyRequest<'a>,
+    desired: Vec<Desired>,
+    parent: Parent,
+    /// The parent's inventory, by key.
+    previous: BTreeMap<Key, Record>,
+    live: BTreeMap<Key, Live>,
+    /// Records of the new inventory, by key.
+    records: BTreeMap<Key, Record>,
+    /// Namespaces the bundle creates (for dry runs).
+    bundle_namespaces: BTreeSet<String>,
+    parent_ready: bool,
+}
+
+impl<'a> Engine<'a> {
+    async fn start(client: &'a Client, request: &'a ApplyRequest<'a>) -> Result<Self, Error> {
+        let mut resolver = Resolver::discover(client).await?;
+        resolver.learn_definitions(request.objects);
+        let desired = resolve_all(&resolver, request)?;
+        let parent = applyset::read_parent(client, request.ownership).await?;
+
+        let mut group_kinds: BTreeSet<String> = parent.group_kinds.clone();
+        group_kinds.extend(desired.iter().map(|d| d.resolved.group_kind()));
+        let mut namespaces: BTreeSet<String> = parent.namespaces.clone();
+        namespaces.insert(request.ownership.namespace.clone());
+        namespaces.extend(desired.iter().filter_map(|d| d.id.namespace.clone()));
+        // Full objects, not metadata: telling "configured" from "unchanged" after an apply
+        // needs the content when a controller bumped the resourceVersion meanwhile.
+        let live = list_members(
+            client,
+            &resolver,
+            request.ownership,
+            request.concurrency,
+            &group_kinds,
+            &namespaces,
+            true,
+        )
+        .await?;
+        let bundle_namespaces = desired
+            .iter()
+            .filter(|d| d.id.kind == "Namespace" && d.resolved.resource.group.is_empty())
+            .map(|d| d.id.name.clone())
+            .collect();
+        let previous = parent
+            .inventory
+            .objects
+            .iter()
+            .map(|r| (Key::of_id(&r.id()), r.clone()))
+            .collect();
+        Ok(Engine {
+            client,
+            request,
+            desired,
+            previous,
+            parent,
+            live,
+            records: BTreeMap::new(),
+            bundle_namespaces,
+            parent_ready: false,
+        })
+    }
+
+    async fn run(
+        &mut self,
+        report: &mut ApplyReport,
+        reporter: &dyn ApplyReporter,
+    ) -> Result<(), (Option<Wave>, Error)> {
+        let mut waves: BTreeMap<Wave, Vec<Desired>> = BTreeMap::new();
+        for d in &self.desired {
+            waves.entry(d.wave).or_default().push(d.clone());
+        }
+        for (wave, objects) in waves {
+            reporter.wave_started(wave, objects.len());
+            let results = self
+                .apply_wave(wave, &objects, reporter)
+                .await
+                .map_err(|e| (Some(wave), e));
+            match results {
+                Ok(results) => report.objects.extend(results),
+                Err(failure) => {
+                    reporter.wave_finished(wave);
+                    return Err(failure);
+                }
+            }
+            reporter.wave_finished(wave);
+        }
+        if self.request.prune {
+            self.prune(report, reporter).await.map_err(|e| (None, e))?;
+        }
+        self.write_inventory().await.map_err(|e| (None, e))?;
+        Ok(())
+    }
+
+    /// Before the first object of a kind the parent does not list is created, add the kind
+    /// (and namespace) to the parent, as `kubectl apply --applyset` does.
+    async fn record_kinds_before_creating(&mut self) -> Result<(), Error> {
+        if self.parent_ready || self.request.mode == Mode::DryRun {
+            return Ok(());
+        }
+        self.parent_ready = true;
+        let mut content = self.content(self.parent.inventory.clone());
+        content
+            .group_kinds
+            .extend(self.parent.group_kinds.iter().cloned());
+        content
+            .namespaces
+            .extend(self.parent.namespaces.iter().cloned());
+        let covered = self.parent.exists
+            && content.group_kinds.is_subset(&self.parent.group_kinds)
+            && content.namespaces.is_subset(&self.parent.namespaces);
+        if covered {
+            return Ok(());
+        }
+        content.annotations = self
+            .parent
+            .annotations
+            .iter()
+            .filter(|(k, _)| self.request.parent_annotations.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        applyset::write_parent(self.client, self.request.ownership, &content).await?;
+        self.parent.exists = true;
+        self.parent.group_kinds = content.group_kinds;
+        self.parent.namespaces = content.namespaces;
+        Ok(())
+    }
+
+    fn content(&self, inventory: Inventory) -> ParentContent {
+        let own = &self.request.ownership.namespace;
+        ParentContent {
+            group_kinds: self
+                .desired
+                .iter()
+                .map(|d| d.resolved.group_kind())
+                .collect(),
+            namespaces: self
+                .desired
+                .iter()
+                .filter_map(|d| d.id.namespace.clone())
+                .filter(|ns| ns != own)
+                .collect(),
+            inventory,
+            annotations: self.request.parent_annotations.clone(),
+        }
+    }
+
+    /// The final write: the new inventory, and only the bundle's kinds (unless pruning is off,
+    /// in which case members of other kinds may remain).
+    async fn write_inventory(&mut self) -> Result<(), Error> {
+        if self.request.mode == Mode::DryRun {
+            return Ok(());
+        }
+        let objects: Vec<Record> = self.records.values().cloned().collect();
+        let mut content = self.content(Inventory { objects });
+        if !self.request.prune {
+            content
+                .group_kinds
+                .extend(self.parent.group_kinds.iter().cloned());
+            content
+                .namespaces
+                .extend(self.parent.namespaces.iter().cloned());
+        }
+        if content.matches(&self.parent) {
+            return Ok(());
+        }
+        applyset::write_parent(self.client, self.request.ownership, &content).await
+    }
+
+    /// True when the object is as Ferry last applied it: nothing to send.
+    fn unchanged_since_last_apply(&self, d: &Desired) -> bool {
+        if self.request.reapply || self.request.force_conflicts {
+            return false;
+        }
+        let (Some(live), Some(record)) = (self.live.get(&d.key), self.previous_record(&d.key))
+        else {
+            return false;
+        };
+        live.owned
+            && record.digest == d.digest
+            && record.uid == live.uid
+            && live.managed.as_deref() == Some(record.managed.as_str())
+    }
+
+    fn previous_record(&self, key: &Key) -> Option<&Record> {
+        self.previous.get(key)
+    }
+
+    fn patch_params(&self, dry_run: bool) -> PatchParams {
+        PatchParams {
+            dry_run,
+            force: self.request.force_conflicts,
+            field_manager: Some(self.request.ownership.field_manager.clone()),
+            field_validation: Some(ValidationDirective::Strict),
+        }
+    }
+
+    async fn apply_wave(
+        &mut self,
+        wave: Wave,
+        objects: &[Desired],
+        reporter: &dyn ApplyReporter,
+    ) -> Result<Vec<ObjectResult>, Error> {
+        let mut results: Vec<Option<ObjectResult>> = vec![None; objects.len()];
+        let mut to_send: Vec<usize> = Vec::new();
+        for (index, d) in objects.iter().enumerate() {
+            if self.request.mode == Mode::Apply && self.unchanged_since_last_apply(d) {
+                if let Some(record) = self.previous_record(&d.key).cloned() {
+                    self.records.insert(d.key.clone(), record);
+                }
+                let result = d.result(Action::Unchanged);
+                reporter.object_done(&result);
+                results[index] = Some(result);
+            } else {
+                to_send.push(index);
+            }
+        }
+        match self.request.mode {
+            Mode::DryRun => {
+                self.dry_run_wave(wave, objects, &to_send, &mut results, reporter)
+                    .await?;
+            }
+            Mode::Apply => {
+                // A lone object needs no separate check: its apply fails or succeeds whole.
+                if to_send.len() > 1 {
+                    let checks = self.send(objects, &to_send, true).await;
+                    let failures: Vec<RequestError> =
+                        checks.into_iter().filter_map(|(_, r)| r.err()).collect();
+                    if !failures.is_empty() {
+                        return Err(rejected(wave, failures));
+                    }
+                }
+                if wave > Wave::Namespaces && !to_send.is_empty() {
+                    self.record_kinds_before_creating().await?;
+                }
+                let applied = self.send(objects, &to_send, false).await;
+                let mut failures = Vec::new();
+                for (index, outcome) in applied {
+                    match outcome {
+                        Ok(response) => {
+                            let d = &objects[index];
+                            let result = self.applied(d, &response);
+                            reporter.object_done(&result);
+                            results[index] = Some(result);
+                        }
+                        Err(error) => failures.push(error),
+                    }
+                }
+                if !failures.is_empty() {
+                    return Err(rejected(wave, failures));
+                }
+                if wave == Wave::Definitions {
+                    self.wait_established(objects, reporter).await?;
+                }
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    /// Sends the objects at `indices` (dry-run or for real), concurrently; results in the
+    /// order of `indices`.
+    async fn send(
+        &self,
+        objects: &[Desired],
+        indices: &[usize],
+        dry_run: bool,
+    ) -> Vec<(usize, Result<DynamicObject, RequestError>)> {
+        let params = self.patch_params(dry_run);
+        let verb = if dry_run { Verb::DryRun } else { Verb::Apply };
+        let client = self.client;
+        let params = &params;
+        let mut outcomes: Vec<(usize, Result<DynamicObject, RequestError>)> =
+            stream::iter(indices.iter().copied())
+                .map(|index| {
+                    let d = &objects[index];
+                    async move {
+                        let outcome = d
+                            .api(client)
+                            .patch(&d.id.name, params, &Patch::Apply(&d.body))
+                            .await
+                            .map_err(|e| RequestError::new(verb, d.target(), &e));
+                        (index, outcome)
+                    }
+                })
+                .buffer_unordered(self.request.concurrency.max(1))
+                .collect()
+                .await;
+        outcomes.sort_by_key(|(index, _)| *index);
+        outcomes
+    }
+
+    /// The result of a real apply, and its inventory record.
+    fn applied(&mut self, d: &Desired, response: &DynamicObject) -> ObjectResult {
+        let manager = &self.request.ownership.field_manager;
+        let meta = &response.metadata;
+        let action = match self.live.get(&d.key) {
+            Some(live) if meta.resource_version.as_deref() == Some(&live.resource_version) => {
+                Action::Unchanged
+            }
+            // The resourceVersion also moves when a controller writes the status between the
+            // list and the apply: compare what the apply is about.
+            Some(live) => match (&live.value, serde_json::to_value(response)) {
+                (Some(before), Ok(after)) if super::diff::same(before, &after) => {
+                    Action::Unchanged
+                }
+                _ => Action::Configured,
+            },
+            None => {
+                let others = meta
+                    .managed_fields
+                    .iter()
+                    .flatten()
+                    .any(|e| e.manager.as_deref() != Some(manager.as_str()));
+                if others {
+                    Action::Adopted
+                } else {
+                    Action::Created
+                }
+            }
+        };
+        self.records.insert(
+            d.key.clone(),
+            Record {
+                api_version: d.id.api_version.clone(),
+                kind: d.id.kind.clone(),
+                namespace: d.id.namespace.clone(),
+                name: d.id.name.clone(),
+                uid: meta.uid.clone().unwrap_or_default(),
+                digest: d.digest.clone(),
+                managed: managed_digest(meta, manager).unwrap_or_default(),
+            },
+        );
+        let mut result = d.result(action);
+        result.generation = meta.generation;
+        if self.request.capture {
+            result.before = self.live.get(&d.key).and_then(|l| l.value.clone());
+            result.after = serde_json::to_value(response)
+                .ok()
+                .map(|v| with_type(v, &d.id.api_version, &d.id.kind));
+        }
+        result
+    }
+
+    async fn dry_run_wave(
+        &mut self,
+        wave: Wave,
+        objects: &[Desired],
+        to_send: &[usize],
+        results: &mut [Option<ObjectResult>],
+        reporter: &dyn ApplyReporter,
+    ) -> Result<(), Error> {
+        // Objects whose kind the server does not serve yet cannot be checked.
+        let (checkable, unchecked): (Vec<usize>, Vec<usize>) =
+            to_send.iter().partition(|i| objects[**i].served);
+        for index in unchecked {
+            results[index] = Some(self.unchecked(&objects[index]));
+        }
+        let answers = self.send(objects, &checkable, true).await;
+        let mut failures = Vec::new();
+        let mut missing_before = Vec::new();
+        for (index, outcome) in answers {
+            let d = &objects[index];
+            match outcome {
+                Ok(response) => {
+                    if !self.live.contains_key(&d.key) {
+                        missing_before.push(index);
+                    }
+                    let after = serde_json::to_value(&response).ok();
+                    let before = self.live.get(&d.key).and_then(|l| l.value.clone());
+                    let mut result = d.result(Action::Unchanged);
+                    result.generation = response.metadata.generation;
+                    result.before = before;
+                    result.after = after;
+                    results[index] = Some(result);
+                }
+                Err(error)
+                    if error
+                        .missing_namespace()
+                        .is_some_and(|ns| self.bundle_namespaces.contains(&ns)) =>
+                {
+                    results[index] = Some(self.unchecked(d));
+                }
+                Err(error) => failures.push(error),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(rejected(wave, failures));
+        }
+        // Objects not among the labelled members may still exist (unlabelled): look.
+        let found = self.get_unlabelled(objects, &missing_before).await?;
+        for index in to_send {
+            let Some(result) = results[*index].as_mut() else {
+                continue;
+            };
+            if result.unchecked {
+                reporter.object_done(result);
+                continue;
+            }
+            let labelled = self.live.contains_key(&objects[*index].key);
+            if !labelled {
+                result.before = found.get(index).cloned();
+            }
+            result.action = match (&result.before, labelled) {
+                (None, _) => Action::Created,
+                (Some(_), false) => Action::Adopted,
+                (Some(before), true) => match &result.after {
+                    Some(after) if super::diff::same(before, after) => Action::Unchanged,
+                    _ => Action::Configured,
+                },
+            };
+            reporter.object_done(result);
+        }
+        Ok(())
+    }
+
+    fn unchecked(&self, d: &Desired) -> ObjectResult {
+        let mut result = d.result(Action::Created);
+        result.unchecked = true;
+        result.after = Some(d.body.clone());
+        result
+    }
+
+    /// Reads objects that exist without the set's label, for dry runs.
+    async fn get_unlabelled(
+        &self,
+        objects: &[Desired],
+        indices: &[usize],
+    ) -> Result<BTreeMap<usize, Value>, Error> {
+        let client = self.client;
+        let answers: Vec<(usize, Result<Option<DynamicObject>, RequestError>)> =
+            stream::iter(indices.iter().copied())
+                .map(|index| {
+                    let d = &objects[index];
+                    async move {
+                        let outcome = d
+                            .api(client)
+                            .get_opt(&d.id.name)
+                            .await
+                            .map_err(|e| RequestError::new(Verb::Get, d.target(), &e));
+                        (index, outcome)
+                    }
+                })
+                .buffer_unordered(self.request.concurrency.max(1))
+                .collect()
+                .await;
+        let mut found = BTreeMap::new();
+        for (index, outcome) in answers {
+            if let Some(object) = outcome?
+                && let Ok(value) = serde_json::to_value(&object)
+            {
+                found.insert(index, value);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Waits for every CRD of the definitions wave to be Established.
+    async fn wait_established(
+        &self,
+        objects: &[Desired],
+        reporter: &dyn ApplyReporter,
+    ) -> Result<(), Error> {
+        let names: Vec<&str> = objects
+            .iter()
+            .filter(|d| {
+                d.id.kind == "CustomResourceDefinition"
+                    && d.resolved.resource.group == "apiextensions.k8s.io"
+            })
+            .map(|d| d.id.name.as_str())
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        reporter.waiting(&format!(
+            "{} CustomResourceDefinition{} to be established",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" }
+        ));
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let timeout = self.request.establish_timeout;
+        let waits = names.iter().map(|name| {
+            let api = api.clone();
+            async move {
+                let wait = await_condition(api, name, conditions::is_crd_established());
+                match tokio::time::timeout(timeout, wait).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(error)) => Err(Error::Request(RequestError {
+                        verb: Verb::Watch,
+                        target: Box::new(Target {
+                            kind: "CustomResourceDefinition".to_string(),
+                            resource: Some(
+                                "customresourcedefinitions.apiextensions.k8s.io".to_string(),
+                            ),
+                            namespace: None,
+                            name: Some((*name).to_string()),
+                            template: None,
+                        }),
+                        source: ApiCause::Transport {
+                            message: super::error::chain_text(&error),
+                        },
+                    })),
+                    Err(_) => Err(Error::NotEstablished {
+                        name: (*name).to_string(),
+                        waited: timeout,
+                    }),
+                }
+            }
+        });
+        for outcome in futures::future::join_all(waits).await {
+            outcome?;
+        }
+        Ok(())
+    }
+
+    /// Deletes owned members that left the bundle, in reverse wave order.
+    async fn prune(
+        &mut self,
+        report: &mut ApplyReport,
+        reporter: &dyn ApplyReporter,
+    ) -> Result<(), Error> {
+        let wanted: BTreeSet<&Key> = self.desired.iter().map(|d| &d.key).collect();
+        let mut doomed: Vec<&Live> = Vec::new();
+        for (key, live) in &self.live {
+            if wanted.contains(key) {
+                continue;
+            }
+            if live.owned {
+                doomed.push(live);
+            } else {
+                report.kept.push(live.id.clone());
+            }
+        }
+        doomed.sort_by(|a, b| {
+            let order = |l: &Live| {
+                (
+                    wave(&l.id.kind),
+                    l.id.kind.clone(),
+                    l.id.namespace.clone(),
+                    l.id.name.clone(),
+                )
+            };
+            order(b).cmp(&order(a))
+        });
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        reporter.prune_started(doomed.len());
+        let mut by_wave: BTreeMap<std::cmp::Reverse<Wave>, Vec<&Live>> = BTreeMap::new();
+        for live in doomed {
+            by_wave
+                .entry(std::cmp::Reverse(wave(&live.id.kind)))
+                .or_default()
+                .push(live);
+        }
+        let dry_run = self.request.mode == Mode::DryRun;
+        let client = self.client;
+        let capture = self.request.capture;
+        for (std::cmp::Reverse(wave), members) in by_wave {
+            let outcomes: Vec<(usize, Result<bool, RequestError>)> =
+                stream::iter(members.iter().enumerate())
+                    .map(
+                        |(index, live)| async move { (index, delete(client, live, dry_run).await) },
+                    )
+                    .buffer_unordered(self.request.concurrency.max(1))
+                    .collect()
+                    .await;
+            let mut outcomes = outcomes;
+            outcomes.sort_by_key(|(index, _)| *index);
+            for (index, outcome) in outcomes {
+                let live = members[index];
+                match outcome {
+                    Ok(true) => {
+                        let result = ObjectResult {
+                            id: live.id.clone(),
+                            wave,
+                            action: Action::Pruned,
+                            template: None,
+                            generation: None,
+                            unchecked: false,
+                            before: if capture { live.value.clone() } else { None },
+                            after: None,
+                        };
+                        reporter.pruned(&result);
+                        report.pruned.push(result);
+                    }
+                    // Replaced by another object of the same name since it was listed.
+                    Ok(false) => report.kept.push(live.id.clone()),
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deletes one member if it is still the object that was listed (same uid). `Ok(false)` when
+/// it was replaced meanwhile; a member already gone counts as deleted.
+async fn delete(client: &Client, live: &Live, dry_run: bool) -> Result<bool, RequestError> {
+    let api = Api::<DynamicObject>::dynamic(
+        client.clone(),
+        &live.resolved.resource,
+        &live.resolved.scope,
+    );
+    let api = match &live.id.namespace {
+        Some(ns) => api.constrain(ns),
+        None => api,
+    };
+    let params = DeleteParams {
+        dry_run,
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: Some(Preconditions {
+            uid: Some(live.uid.clone()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&live.id.name, &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(error) => Err(RequestError::new(
+            Verb::Delete,
+            Target {
+                kind: live.id.kind.clone(),
+                resource: Some(live.resolved.qualified()),
+                namespace: live.id.namespace.clone(),
+                name: Some(live.id.name.clone()),
+                template: None,
+            },
+            &error,
+        )),
+    }
+}
+
+/// The wave's failures as one error, the first in apply order as the cause.
+fn rejected(wave: Wave, mut failures: Vec<RequestError>) -> Error {
+    let first = failures.remove(0);
+    Error::Rejected {
+        wave: WaveName(wave),
+        count: failures.len() + 1,
+        first,
+        others: failures,
+    }
+}
+
+/// Resolves, namespaces and labels every object of the request.
+fn resolve_all(resolver: &Resolver, request: &ApplyRequest<'_>) -> Result<Vec<Desired>, Error> {
+    let mut cache: BTreeMap<(String, String), Option<(Resolved, bool)>> = BTreeMap::new();
+    let labels = request.ownership.member_labels();
+    let mut desired = Vec::with_capacity(request.objects.len());
+    for object in request.objects {
+        let lookup = cache
+            .entry((object.id.api_version.clone(), object.id.kind.clone()))
+            .or_insert_with(|| {
+                resolver
+                    .resolve(&object.id.api_version, &object.id.kind)
+                    .map(|r| {
+                        let served = resolver.is_served(&object.id.api_version, &object.id.kind);
+                        (r, served)
+                    })
+            })
+            .clone();
+        let Some((resolved, served)) = lookup else {
+            return Err(Error::UnknownKind {
+                object: object.id.clone(),
+            });
+        };
+        let mut body = object.value.clone();
+        let mut id = object.id.clone();
+        let Some(metadata) = body.get_mut("metadata").and_then(Value::as_object_mut) else {
+            // Object::new guarantees metadata.name, so metadata is a mapping.
+            continue;
+        };
+        if resolved.namespaced() {
+            let namespace = id
+                .namespace
+                .clone()
+                .unwrap_or_else(|| request.ownership.namespace.clone());
+            metadata.insert("namespace".to_string(), Value::String(namespace.clone()));
+            id.namespace = Some(namespace);
+        } else {
+            metadata.remove("namespace");
+            id.namespace = None;
+        }
+        let entry = metadata
+            .entry("labels")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(serde_json::Map::new());
+        }
+        if let Some(map) = entry.as_object_mut() {
+            for (key, value) in &labels {
+                map.insert(key.clone(), Value::String(value.clone()));
+            }
+        }
+        let key = Key::new(
+            &resolved.resource.group,
+            &id.kind,
+            id.namespace.as_deref(),
+            &id.name,
+        );
+        desired.push(Desired {
+            digest: object_digest(&body),
+            wave: wave(&id.kind),
+            template: object.origin.as_ref().map(|o| o.template.clone()),
+            id,
+            key,
+            resolved,
+            body,
+            served,
+        });
+    }
+    Ok(desired)
+}
+
+/// Lists the set's members of every group-kind, in every namespace concerned.
+pub(super) async fn list_members(
+    client: &Client,
+    resolver: &Resolver,
+    ownership: &Ownership,
+    concurrency: usize,
+    group_kinds: &BTreeSet<String>,
+    namespaces: &BTreeSet<String>,
+    full: bool,
+) -> Result<BTreeMap<Key, Live>, Error> {
+    let mut lists: Vec<(Resolved, Option<String>)> = Vec::new();
+    for group_kind in group_kinds {
+        let Some(resolved) = resolver.resolve_group_kind(group_kind) else {
+            tracing::debug!(%group_kind, "kind no longer served; its members are gone");
+            continue;
+        };
+        // Kinds only defined by this bundle's CRDs have no members yet.
+        if !resolver.is_served(&resolved.resource.api_version, &resolved.resource.kind) {
+            continue;
+        }
+        if resolved.namespaced() {
+            for ns in namespaces {
+                lists.push((resolved.clone(), Some(ns.clone())));
+            }
+        } else {
+            lists.push((resolved, None));
+        }
+    }
+    let selector = ownership.selector();
+    let manager = ownership.field_manager.as_str();
+    let selector = selector.as_str();
+    let pages: Vec<Result<Vec<Live>, RequestError>> = stream::iter(lists)
+        .map(|(resolved, namespace)| async move {
+            list_one(
+                client,
+                &resolved,
+                namespace.as_deref(),
+                selector,
+                manager,
+                full,
+            )
+            .await
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut live = BTreeMap::new();
+    for page in pages {
+        for member in page? {
+            let key = Key::new(
+                &member.resolved.resource.group,
+                &member.id.kind,
+                member.id.namespace.as_deref(),
+                &member.id.name,
+            );
+            live.insert(key, member);
+        }
+    }
+    Ok(live)
+}
+
+/// Lists one kind in one namespace (or cluster-wide), following continue tokens.
+async fn list_one(
+    client: &Client,
+    resolved: &Resolved,
+    namespace: Option<&str>,
+    selector: &str,
+    manager: &str,
+    full: bool,
+) -> Result<Vec<Live>, RequestError> {
+    let api = Api::<DynamicObject>::dynamic(client.clone(), &resolved.resource, &resolved.scope);
+    let api = match namespace {
+        Some(ns) => api.constrain(ns),
+        None => api,
+    };
+    let target = || Target::list(&resolved.resource.kind, resolved.qualified(), namespace);
+    let mut members = Vec::new();
+    let mut params = ListParams::default().labels(selector).limit(500);
+    loop {
+        let continue_token = if full {
+            let page = api
+                .list(&params)
+                .await
+                .map_err(|e| RequestError::new(Verb::List, target(), &e))?;
+            for object in page.items {
+                let value = serde_json::to_value(&object)
+                    .ok()
+                    .map(|v| with_type(v, &resolved.resource.api_version, &resolved.resource.kind));
+                members.push(live_member(resolved, &object.metadata, manager, value));
+            }
+            page.metadata.continue_
+        } else {
+            let page = api
+                .list_metadata(&params)
+                .await
+                .map_err(|e| RequestError::new(Verb::List, target(), &e))?;
+            for object in page.items {
+                members.push(live_member(resolved, &object.metadata, manager, None));
+            }
+            page.metadata.continue_
+        };
+        match continue_token.filter(|t| !t.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    Ok(members)
+}
+
+/// `value` with `apiVersion` and `kind` first (list items come without them).
+fn with_type(value: Value, api_version: &str, kind: &str) -> Value {
+    let Value::Object(fields) = value else {
+        return value;
+    };
+    let mut typed = serde_json::Map::new();
+    typed.insert("apiVersion".to_string(), Value::String(api_version.to_string()));
+    typed.insert("kind".to_string(), Value::String(kind.to_string()));
+    for (key, field) in fields {
+        if key != "apiVersion" && key != "kind" {
+            typed.insert(key, field);
+        }
+    }
+    Value::Object(typed)
+}
+
+fn live_member(
+    resolved: &Resolved,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    manager: &str,
+    value: Option<Value>,
+) -> Live {
+    Live {
+        id: ObjectRef {
+            api_version: resolved.resource.api_version.clone(),
+            kind: resolved.resource.kind.clone(),
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone().unwrap_or_default(),
+        },
+        resolved: resolved.clone(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+        owned: applyset::applied_by(meta, manager),
+        managed: managed_digest(meta, manager),
+        later_managers: applyset::later_managers(meta, manager),
+        value,
+    }
+}
