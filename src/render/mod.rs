@@ -6,6 +6,7 @@
 //! sorted into apply order. Output is deterministic: the same inputs give the same bytes.
 //! Reads template files; never the network or a cluster.
 
+mod emit;
 pub mod helpers;
 pub mod order;
 mod redact;
@@ -274,14 +275,7 @@ pub fn yaml_stream(values: &[&Value]) -> String {
 
 /// One object as a YAML document ending in a newline.
 pub fn object_yaml(value: &Value) -> String {
-    let mut text = serde_saphyr::to_string(value).unwrap_or_else(|_| {
-        // A serde_json::Value always serialises; fall back to JSON (valid YAML) regardless.
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    });
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text
+    emit::to_yaml(value)
 }
 
 /// Renders every template of `templates` for `env`. `pinned` maps image names to digests

@@ -28,24 +28,24 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlFailure> {
         message: e.info().to_string(),
     })?;
     documents
-        .iter()
+        .into_iter()
         .map(to_json)
         .filter(|v| !matches!(v, Ok(Value::Null)))
         .collect::<Result<Vec<_>, String>>()
         .map_err(|message| YamlFailure { line: None, message })
 }
 
-fn to_json(yaml: &Yaml) -> Result<Value, String> {
+fn to_json(yaml: Yaml) -> Result<Value, String> {
     Ok(match yaml {
         Yaml::Null => Value::Null,
-        Yaml::Boolean(b) => Value::Bool(*b),
-        Yaml::Integer(i) => Value::Number((*i).into()),
+        Yaml::Boolean(b) => Value::Bool(b),
+        Yaml::Integer(i) => Value::Number(i.into()),
         Yaml::Real(text) => {
             let float = text.parse::<f64>().map_err(|_| format!("`{text}` is not a number"))?;
             Value::Number(Number::from_f64(float).ok_or_else(|| format!("`{text}` has no JSON form"))?)
         }
-        Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect::<Result<_, _>>()?),
+        Yaml::String(s) => Value::String(s),
+        Yaml::Array(items) => Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?),
         Yaml::Hash(hash) => {
             let mut map = Map::with_capacity(hash.len());
             for (key, value) in hash {
@@ -57,9 +57,9 @@ fn to_json(yaml: &Yaml) -> Result<Value, String> {
     })
 }
 
-fn key_text(key: &Yaml) -> Result<String, String> {
+fn key_text(key: Yaml) -> Result<String, String> {
     match key {
-        Yaml::String(s) | Yaml::Real(s) => Ok(s.clone()),
+        Yaml::String(s) | Yaml::Real(s) => Ok(s),
         Yaml::Integer(i) => Ok(i.to_string()),
         Yaml::Boolean(b) => Ok(b.to_string()),
         Yaml::Null => Ok("null".to_string()),
