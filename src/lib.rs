@@ -11,6 +11,7 @@
 //! - [`image`]: reproducible OCI images: layers, config, manifest, layout, SBOMs, I-rules.
 //! - [`registry`]: the OCI distribution client (reqwest): auth, HEAD-skip, mount, push, pull.
 //! - [`cluster`]: the kube client, discovery, server-side apply in waves, prune, diff, status.
+//! - [`release`]: rollout watch, availability proof, release records, the lease lock, HTTP checks.
 //! - [`ui`]: the printer (human and JSON), error rendering, logging.
 //!
 //! Pure modules (`project`, `render`, `object`, `policy`, `image`) never touch the network or a cluster.
@@ -23,5 +24,6 @@ pub mod ops;
 pub mod policy;
 pub mod project;
 pub mod registry;
+pub mod release;
 pub mod render;
 pub mod ui;

@@ -11,11 +11,14 @@
 //! - `image`: `ferry image build|push` (issue 6) against skopeo, umoci and real registries
 //!   (anonymous, htpasswd and token auth).
 //! - `registry`: the OCI registry accepts and serves blobs and manifests.
+//! - `release`: the building blocks of `ferry release` (issue 5): rollout watch, availability
+//!   proof, release records, the lease lock, HTTP checks.
 //! - `s3`: the S3 server stores objects and checks SigV4 signatures.
 
 mod apply;
 mod cluster;
 mod image;
 mod registry;
+mod release;
 mod s3;
 mod support;

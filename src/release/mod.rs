@@ -1,0 +1,93 @@
+//! The building blocks of `ferry release`: the rollout watch, the availability proof, release
+//! records, the lease lock, HTTP checks and the progress reporter.
+//!
+//! Each piece is usable and tested on its own; `ops::release` composes them. This module never
+//! renders, never applies objects (that is `cluster`) and never prints (progress goes through
+//! [`RolloutReporter`]).
+//!
+//! - [`rollout`]: pure completion decisions ([`deployment_state`], [`statefulset_state`],
+//!   [`daemonset_state`], [`pod_failure`]) and [`wait_for_rollout`], the watch that applies
+//!   them, pinned to the generations the apply returned.
+//! - [`availability`]: [`AvailabilityWatch`], the minimum number of ready endpoints of each
+//!   Service during the rollout, against its floor ([`availability_floor`]).
+//! - [`record`]: [`ReleaseRecord`] and [`RecordStore`]: one compressed, chunked Secret set per
+//!   revision; history, last succeeded revision, pruning.
+//! - [`lock`]: [`acquire`] the per-environment Lease; [`LockGuard`] renews it and releases it.
+//! - [`checks`]: [`run_checks`] over [`CheckSpec`]s, with retries, backoff and timeouts.
+//! - [`reporter`]: the [`RolloutReporter`] trait and [`NoopRolloutReporter`].
+//!
+//! # Composing `ferry release`
+//!
+//! ```text
+//! let guard = lock::acquire(&client, &LockOptions { namespace, app, env,
+//!     holder: lock::default_holder(), duration: DEFAULT_LEASE_DURATION, wait })?;
+//! if let Some(prev) = guard.took_over() { /* crash recovery: look at the newest record;
+//!     if it is `pending`, finish it (rollout wait) or roll back to store.last_succeeded() */ }
+//! let store = RecordStore::new(client.clone(), &ns, &app, &env);
+//! let mut record = ReleaseRecord { revision: store.next_revision().await?,
+//!     status: ReleaseStatus::Pending, candidate: Candidate::new(images, bundle.templates_digest),
+//!     objects, timings: Timings::starting_now(), released_by: record::current_user(), .. };
+//! store.create(&record).await?;                       // before the apply
+//! let floors = /* Services selecting a released workload: availability_floor(replicas,
+//!     maxUnavailable); only Services whose workload already runs (a first install has
+//!     nothing to keep available) */;
+//! let mut endpoints = AvailabilityWatch::start(&client, &ns, &floors, reporter.clone()).await?;
+//! let applied = cluster::apply(...);                  // keep metadata.generation per workload
+//! let workloads: Vec<Workload> = /* kind via WorkloadKind::from_kind, generation from apply */;
+//! let rollout = tokio::select! {                      // a floor breach fails at once
+//!     r = wait_for_rollout(&client, &workloads, timeout, WaitOptions::default(), &*reporter) => r,
+//!     b = endpoints.breached() => /* fail: b.service fell to b.min_ready of b.floor */,
+//! };
+//! record.availability = endpoints.finish().await?;
+//! guard.check()?;                                     // stop if the lock was lost
+//! let specs = env.gates.checks.iter().map(CheckSpec::from_config).collect::<Result<_, _>>()?;
+//! record.checks = run_checks(&checks::http_client()?, &specs, &*reporter).await;
+//! // success → status Succeeded; any failure → re-apply store.last_succeeded() objects,
+//! // wait_for_rollout again, status RolledBack + rolled_back_to; then:
+//! record.timings.finish(); store.update(&record).await?; store.prune(history_limit).await?;
+//! guard.release().await?;
+//! ```
+//!
+//! Every error type implements [`crate::ui::Diagnostic`] (exit status and hints).
+
+pub mod availability;
+pub mod checks;
+pub mod lock;
+pub mod record;
+pub mod reporter;
+pub mod rollout;
+
+pub use availability::{
+    AvailabilityError, AvailabilityWatch, ServiceAvailability, ServiceFloor, availability_floor,
+    ready_endpoints,
+};
+pub use checks::{CheckError, CheckResult, CheckSpec, http_client, run_check, run_checks};
+pub use lock::{
+    DEFAULT_LEASE_DURATION, LeaseState, LockError, LockGuard, LockOptions, TakenOver, acquire,
+    default_holder, lease_name, lease_state,
+};
+pub use record::{
+    Candidate, RecordError, RecordStore, RecordSummary, ReleaseRecord, ReleaseStatus, Timings,
+    current_user,
+};
+pub use reporter::{NoopRolloutReporter, RolloutReporter};
+pub use rollout::{
+    PodFailure, Progress, RolloutError, RolloutOutcome, RolloutState, WaitOptions, Workload,
+    WorkloadFailure, WorkloadKind, WorkloadOutcome, daemonset_state, deployment_state, pod_failure,
+    statefulset_state, wait_for_rollout,
+};
+
+/// Serializes a [`std::time::Duration`] as whole milliseconds (fields named `*_ms`).
+pub(crate) mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
