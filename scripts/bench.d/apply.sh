@@ -4,8 +4,10 @@
 # a fresh namespace of the local cluster with `ferry apply` and with
 # `kubectl apply --server-side -f DIR` of the same rendered files, whole process each; then a
 # no-change re-apply with each. Wall time and peak RSS come from /usr/bin/time; every run gets
-# its own fresh namespace (created before the timing, deleted after). ferry and kubectl runs
-# alternate so background work (controllers creating pods) hits both alike.
+# its own fresh namespace (created before the timing, deleted and waited for after). Between
+# the first apply and the re-apply, and before the next run, the controllers finish rolling
+# out the Deployments, so their work is not counted against the next command. ferry and
+# kubectl runs alternate so the remaining background noise hits both alike.
 # Goal: ferry at least 3x faster than kubectl on both, peak RSS under 100 MB.
 # Runs: APPLY_BENCH_RUNS (default 3).
 
@@ -132,16 +134,28 @@ bench_apply() {
     rss=$(tail -n 1 "$work/rss")
     echo "$(((end - start) / 1000000)) $rss" >>"$work/$out"
   }
+  # settle: the controllers finish rolling out the 166 Deployments (pods created, scheduled,
+  # made ready by kwok), so that work does not land in the next measurement.
+  settle() {
+    kubectl -n "${namespaces[-1]}" wait --for=condition=Available deployment --all --timeout=600s >/dev/null
+  }
+  # drop: delete the namespace and wait until it is gone (untimed).
+  drop() {
+    kubectl delete namespace "${namespaces[-1]}" --timeout=600s >/dev/null
+  }
   local ferry_apply=("$FERRY" apply bench --project "$work/project" --no-progress)
   for ((i = 0; i < runs; i++)); do
     fresh_env bench
     timed ferry-first "${ferry_apply[@]}"
+    settle
     timed ferry-again "${ferry_apply[@]}"
+    drop
     fresh_env bench
     timed kubectl-first kubectl apply --server-side -f "$work/rendered-bench"
+    settle
     timed kubectl-again kubectl apply --server-side -f "$work/rendered-bench"
+    drop
   done
-  kubectl delete namespace --wait=false "${namespaces[@]}" >/dev/null 2>&1 || true
 
   # median FILE COLUMN
   median() {

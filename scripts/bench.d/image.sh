@@ -5,13 +5,33 @@
 # to a new repository of the local registry, whole process each; then an unchanged re-push
 # with ferry (goal: under 100 ms). The layer is 50 MiB of this machine's /usr/bin binaries
 # (realistically compressible). Runs: IMAGE_BENCH_RUNS (default 5).
+#
+# Both tools push to one private docker-registry (Debian's distribution 2.8, the stack's
+# registry server) that this section starts on 127.0.0.1 with its own storage, so other work
+# on the shared stack cannot disturb the figures.
 
 bench_image() {
-  needs_stack
-  local runs=${IMAGE_BENCH_RUNS:-5} work n=0
+  local runs=${IMAGE_BENCH_RUNS:-5} work registry_pid port
+  # A counter of its own: median_ms has a local `n` that a nested function would change.
+  image_seq=0
   work=$(mktemp -d)
+  cat >"$work/registry.yml" <<YAML
+version: 0.1
+log: {level: info}
+storage: {filesystem: {rootdirectory: $work/registry}}
+http: {addr: 127.0.0.1:0, secret: bench-only}
+YAML
+  docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+  registry_pid=$!
   # shellcheck disable=SC2064
-  trap "rm -rf '$work'" RETURN
+  trap "kill $registry_pid 2>/dev/null; wait $registry_pid 2>/dev/null; rm -rf '$work'" RETURN
+  for _ in $(seq 100); do
+    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$work/registry.log" | head -n1)
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] || { echo "docker-registry did not start: $(cat "$work/registry.log")" >&2; return 1; }
+  local FERRY_TEST_REGISTRY=127.0.0.1:$port
   mkdir -p "$work/project/bin"
   # head closes the pipe early: no pipefail here.
   (set +o pipefail; find /usr/bin -maxdepth 1 -type f -size +100k -print0 | sort -z |
@@ -33,14 +53,14 @@ images:
 YAML
   }
   ferry_first_push() {
-    n=$((n + 1))
-    write_project "$FERRY_TEST_REGISTRY/bench/ferry-$$-$n"
+    image_seq=$((image_seq + 1))
+    write_project "$FERRY_TEST_REGISTRY/bench/ferry-$$-$image_seq"
     rm -rf "$work/project/target"
     (cd "$work/project" && "$FERRY" image push --insecure --no-progress)
   }
   crane_first_push() {
-    n=$((n + 1))
-    crane append --insecure -f "$work/layer.tar" -t "$FERRY_TEST_REGISTRY/bench/crane-$$-$n:v1" >/dev/null
+    image_seq=$((image_seq + 1))
+    crane append --insecure -f "$work/layer.tar" -t "$FERRY_TEST_REGISTRY/bench/crane-$$-$image_seq:v1" >/dev/null
   }
   ferry_repush() { (cd "$work/project" && "$FERRY" image push --insecure --no-progress); }
 

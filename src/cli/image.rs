@@ -105,14 +105,24 @@ async fn build(args: &BuildArgs, global: &GlobalArgs, printer: &Printer) -> Comm
         report_build(printer, image);
         if let Some(verify) = &image.verify {
             if verify.reproducible {
-                printer.status("Verified", &format!("{}: reproducible, a second build from copied inputs gave {}", image.name, short(&verify.second_digest)));
+                printer.status(
+                    "Verified",
+                    &format!(
+                        "{}: reproducible, a second build from copied inputs gave {}",
+                        image.name,
+                        short(&verify.second_digest)
+                    ),
+                );
             } else {
                 printer.error(&format!(
                     "{} is not reproducible: a second build gave {}",
                     image.name, verify.second_digest
                 ));
                 for d in &verify.differences {
-                    printer.text(&format!("  {} {}: {} → {}", d.location, d.field, d.first, d.second));
+                    printer.text(&format!(
+                        "  {} {}: {} → {}",
+                        d.location, d.field, d.first, d.second
+                    ));
                 }
             }
         }
@@ -144,7 +154,14 @@ async fn push(args: &PushArgs, global: &GlobalArgs, printer: &Printer) -> Comman
     }
     for image in &outcome.images {
         if image.build.reused {
-            printer.status("Fresh", &format!("{} {} (inputs unchanged)", image.build.name, short(&image.build.digest)));
+            printer.status(
+                "Fresh",
+                &format!(
+                    "{} {} (inputs unchanged)",
+                    image.build.name,
+                    short(&image.build.digest)
+                ),
+            );
         } else {
             report_build(printer, &image.build);
         }
@@ -153,15 +170,27 @@ async fn push(args: &PushArgs, global: &GlobalArgs, printer: &Printer) -> Comman
             printer.warn(warning);
         }
         let count = |f: fn(&BlobAction) -> bool| push.blobs.iter().filter(|b| f(&b.action)).count();
-        let uploaded = count(|a| matches!(a, BlobAction::Uploaded | BlobAction::UploadedChunked { .. }));
+        let uploaded =
+            count(|a| matches!(a, BlobAction::Uploaded | BlobAction::UploadedChunked { .. }));
         let mounted = count(|a| matches!(a, BlobAction::Mounted { .. }));
         let existed = count(|a| matches!(a, BlobAction::Existed));
         let summary = if push.manifest_existed {
             "already there, nothing uploaded".to_string()
         } else {
-            format!("{uploaded} blobs uploaded ({}), {mounted} mounted, {existed} already there", human_size(push.bytes_uploaded))
+            format!(
+                "{uploaded} blobs uploaded ({}), {mounted} mounted, {existed} already there",
+                human_size(push.bytes_uploaded)
+            )
         };
-        printer.status("Pushed", &format!("{} to {} ({summary}; {} SBOMs)", image.build.name, push.reference, push.referrers.len()));
+        printer.status(
+            "Pushed",
+            &format!(
+                "{} to {} ({summary}; {} SBOMs)",
+                image.build.name,
+                push.reference,
+                push.referrers.len()
+            ),
+        );
         printer.data(&format!("{}\n", push.reference));
     }
     Ok(outcome.status())
@@ -195,7 +224,9 @@ fn report_build(printer: &Printer, image: &ImageReport) {
 }
 
 fn interrupted(printer: &Printer) -> ExitStatus {
-    printer.warn("interrupted; a partial build or upload leaves nothing referenced (run the command again)");
+    printer.warn(
+        "interrupted; a partial build or upload leaves nothing referenced (run the command again)",
+    );
     ExitStatus::Interrupted
 }
 
@@ -212,7 +243,11 @@ fn human_size(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// Per-blob lines on stderr for people.
@@ -236,7 +271,14 @@ impl PushReporter for Reporter<'_> {
                 BlobAction::UploadedChunked { chunks } => format!("{chunks} chunks"),
                 _ => "one request".to_string(),
             };
-            self.printer.status("Uploaded", &format!("{} ({}, {how})", short(&outcome.digest), human_size(outcome.size)));
+            self.printer.status(
+                "Uploaded",
+                &format!(
+                    "{} ({}, {how})",
+                    short(&outcome.digest),
+                    human_size(outcome.size)
+                ),
+            );
         }
     }
 }

@@ -1,11 +1,13 @@
 //! The command line: clap definitions, one file per command. Each command resolves its
 //! inputs, calls one operation, and hands the outcome to the printer; no logic lives here.
 
-mod image;
 mod apply;
 mod diff;
+mod history;
+mod image;
 mod lint;
 mod provision;
+mod release;
 mod render;
 mod status;
 
@@ -67,6 +69,12 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Show what ferry manages in an environment, readiness and drift.
     Status(status::StatusArgs),
+    /// Release an environment: apply, wait for the rollout, check, roll back on failure.
+    Release(release::ReleaseArgs),
+    /// List an environment's release records.
+    History(history::HistoryArgs),
+    /// Release a recorded revision again (default: the previous succeeded one).
+    Rollback(release::RollbackArgs),
     /// Build reproducible, hardened OCI images (no Docker) and push them with their SBOMs.
     Image(image::ImageArgs),
 }
@@ -134,6 +142,9 @@ fn run(cli: &Cli, printer: &Printer) -> CommandResult {
         Command::Apply(args) => apply::run(args, &cli.global, printer),
         Command::Status(args) => status::run(args, &cli.global, printer),
         Command::Image(args) => image::run(args, &cli.global, printer),
+        Command::Release(args) => release::run(args, &cli.global, printer),
+        Command::History(args) => history::run(args, &cli.global, printer),
+        Command::Rollback(args) => release::run_rollback(args, &cli.global, printer),
     }
 }
 

@@ -154,10 +154,9 @@ impl Diagnostic for ConnectError {
                 format!("known contexts: {}", known.join(", ")),
                 "set `context:` in the environment file or pass --context NAME".to_string(),
             ],
-            ConnectError::Unreachable { .. } => vec![
-                "is the cluster running, and is this the right context? Try `kubectl cluster-info --context <context>`"
-                    .to_string(),
-            ],
+            ConnectError::Unreachable { context, .. } => vec![format!(
+                "is the cluster running, and is this the right context? Try `kubectl cluster-info --context {context}`"
+            )],
             ConnectError::Tls { .. } => vec![
                 "the kubeconfig's certificate-authority must have signed the server's certificate, and the server's address must be in it"
                     .to_string(),

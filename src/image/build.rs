@@ -158,7 +158,11 @@ pub fn build(input: &BuildInput<'_>, out: &Path) -> Result<BuiltImage, Error> {
             platform: None,
             annotations: BTreeMap::new(),
         });
-        files.extend(w.files.iter().map(|f| (planned.name.to_string(), f.clone())));
+        files.extend(
+            w.files
+                .iter()
+                .map(|f| (planned.name.to_string(), f.clone())),
+        );
         let entries = planned
             .entries
             .iter()
@@ -288,10 +292,17 @@ fn read_base(base: &BaseImage, layout: &Layout) -> Result<Base, Error> {
     let diff_ids: Vec<String> = config
         .pointer("/rootfs/diff_ids")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let descriptors: Vec<Descriptor> = serde_json::from_value(
-        manifest.get("layers").cloned().unwrap_or(Value::Array(Vec::new())),
+        manifest
+            .get("layers")
+            .cloned()
+            .unwrap_or(Value::Array(Vec::new())),
     )
     .map_err(|e| bad(format!("base manifest layers: {e}")))?;
     if descriptors.len() != diff_ids.len() {
@@ -304,7 +315,12 @@ fn read_base(base: &BaseImage, layout: &Layout) -> Result<Base, Error> {
             oci::LAYER_TAR | "application/vnd.docker.image.rootfs.diff.tar" => false,
             other => return Err(bad(format!("unsupported base layer type {other}"))),
         };
-        d.media_type = if gzipped { oci::LAYER_GZIP } else { oci::LAYER_TAR }.to_string();
+        d.media_type = if gzipped {
+            oci::LAYER_GZIP
+        } else {
+            oci::LAYER_TAR
+        }
+        .to_string();
         layout.import_blob(&base.layout, &d.digest)?;
         let blob = base.layout.open_blob(&d.digest)?;
         let entries = layer::read_entries(blob, gzipped).map_err(|e| Error::Read {
@@ -323,7 +339,13 @@ fn read_base(base: &BaseImage, layout: &Layout) -> Result<Base, Error> {
 }
 
 /// The image config: the base's, overridden by the spec; diff_ids and history appended.
-fn config(plan: &Plan, spec: &ImageSpec, base: Option<&Base>, layers: &[BuiltLayer], created: &str) -> Value {
+fn config(
+    plan: &Plan,
+    spec: &ImageSpec,
+    base: Option<&Base>,
+    layers: &[BuiltLayer],
+    created: &str,
+) -> Value {
     let empty = json!({});
     let base_cfg = base.map_or(&empty, |b| b.config.get("config").unwrap_or(&empty));
     let mut env: BTreeMap<String, String> = base_cfg
@@ -384,7 +406,12 @@ fn config(plan: &Plan, spec: &ImageSpec, base: Option<&Base>, layers: &[BuiltLay
     let workdir = spec
         .workdir
         .clone()
-        .or_else(|| base_cfg.get("WorkingDir").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| {
+            base_cfg
+                .get("WorkingDir")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "/".to_string());
     c.insert("WorkingDir".into(), json!(workdir));
 
@@ -411,7 +438,11 @@ fn config(plan: &Plan, spec: &ImageSpec, base: Option<&Base>, layers: &[BuiltLay
     config
 }
 
-fn write_sboms(layout: &Layout, input: &SbomInput<'_>, subject: &Descriptor) -> Result<Vec<Descriptor>, Error> {
+fn write_sboms(
+    layout: &Layout,
+    input: &SbomInput<'_>,
+    subject: &Descriptor,
+) -> Result<Vec<Descriptor>, Error> {
     let empty = layout.write_blob(oci::EMPTY, b"{}")?;
     let mut out = Vec::new();
     for (media_type, doc) in [
@@ -437,7 +468,10 @@ fn write_sboms(layout: &Layout, input: &SbomInput<'_>, subject: &Descriptor) -> 
 
 fn fs_entry_of_read(e: &layer::ReadEntry) -> FsEntry {
     FsEntry {
-        path: format!("/{}", e.path.trim_start_matches("./").trim_start_matches('/')),
+        path: format!(
+            "/{}",
+            e.path.trim_start_matches("./").trim_start_matches('/')
+        ),
         kind: e.kind.clone(),
         mode: e.mode,
         uid: e.uid,
@@ -455,8 +489,14 @@ fn fs_entry_of_plan(e: &plan::Entry) -> Result<FsEntry, Error> {
     let (kind, head) = match &e.kind {
         EntryKind::Dir => ("dir", Vec::new()),
         EntryKind::Symlink { target } => ("symlink", target.clone().into_bytes()),
-        EntryKind::File { source: Source::Bytes(b), .. } => ("file", b.iter().copied().take(64 * 1024).collect()),
-        EntryKind::File { source: Source::Path(p), .. } => {
+        EntryKind::File {
+            source: Source::Bytes(b),
+            ..
+        } => ("file", b.iter().copied().take(64 * 1024).collect()),
+        EntryKind::File {
+            source: Source::Path(p),
+            ..
+        } => {
             let mut head = Vec::new();
             std::fs::File::open(p)
                 .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
@@ -479,7 +519,12 @@ fn fs_entry_of_plan(e: &plan::Entry) -> Result<FsEntry, Error> {
 ///
 /// # Errors
 /// Read and parse errors of the layout.
-pub fn facts_from_layout(name: &str, layout: &Layout, tag: &str, declared: Declared) -> Result<ImageFacts, Error> {
+pub fn facts_from_layout(
+    name: &str,
+    layout: &Layout,
+    tag: &str,
+    declared: Declared,
+) -> Result<ImageFacts, Error> {
     let descriptor = layout.image(Some(tag))?;
     let manifest = layout.read_json(&descriptor.digest)?;
     let config_digest = manifest
@@ -488,7 +533,12 @@ pub fn facts_from_layout(name: &str, layout: &Layout, tag: &str, declared: Decla
         .unwrap_or_default();
     let config = layout.read_json(config_digest)?;
     let mut fs = BTreeMap::new();
-    for d in manifest.get("layers").and_then(Value::as_array).into_iter().flatten() {
+    for d in manifest
+        .get("layers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let digest = d.get("digest").and_then(Value::as_str).unwrap_or_default();
         let gzipped = d
             .get("mediaType")
@@ -550,14 +600,19 @@ mod tests {
             ("web", b"\x7fELF pretend binary".as_slice(), exec_mode),
             ("static/index.html", b"<h1>hi</h1>".as_slice(), file_mode),
             ("static/css/site.css", b"h1{}".as_slice(), file_mode),
-            ("Cargo.lock", b"[[package]]\nname = \"web\"\nversion = \"0.1.0\"\n".as_slice(), file_mode),
+            (
+                "Cargo.lock",
+                b"[[package]]\nname = \"web\"\nversion = \"0.1.0\"\n".as_slice(),
+                file_mode,
+            ),
         ];
         for (name, bytes, mode) in files {
             let p = dir.join(name);
             std::fs::write(&p, bytes).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
             let t = std::fs::File::options().write(true).open(&p).unwrap();
-            t.set_modified(UNIX_EPOCH + Duration::from_secs(mtime)).unwrap();
+            t.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))
+                .unwrap();
         }
     }
 
@@ -606,7 +661,10 @@ mod tests {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         project(a.path(), 0o644, 0o755, 1_000);
         project(b.path(), 0o600, 0o700, 2_000_000);
-        let (x, y) = (build_in(a.path(), 0, &spec()), build_in(b.path(), 0, &spec()));
+        let (x, y) = (
+            build_in(a.path(), 0, &spec()),
+            build_in(b.path(), 0, &spec()),
+        );
         assert_eq!(x.manifest.digest, y.manifest.digest);
         assert_eq!(x.sboms, y.sboms);
         assert_eq!(x.findings, vec![], "the demo-like image is hardened");
@@ -640,12 +698,24 @@ mod tests {
         );
         for sbom in &built.sboms {
             let manifest = layout.read_json(&sbom.digest).unwrap();
-            assert_eq!(manifest["subject"]["digest"], built.manifest.digest.as_str());
+            assert_eq!(
+                manifest["subject"]["digest"],
+                built.manifest.digest.as_str()
+            );
             let blob = manifest["layers"][0]["digest"].as_str().unwrap();
             let text = String::from_utf8(layout.read_blob(blob).unwrap()).unwrap();
             for (_, file) in &built.files {
-                assert!(text.contains(&file.sha256), "{} missing from {:?}", file.path, sbom.artifact_type);
-                assert!(text.contains(file.path.trim_start_matches('/')), "{}", file.path);
+                assert!(
+                    text.contains(&file.sha256),
+                    "{} missing from {:?}",
+                    file.path,
+                    sbom.artifact_type
+                );
+                assert!(
+                    text.contains(file.path.trim_start_matches('/')),
+                    "{}",
+                    file.path
+                );
             }
             assert!(text.contains("\"web\""), "the Cargo.lock package is listed");
         }
@@ -668,10 +738,12 @@ mod tests {
         )
         .unwrap();
         assert!(
-            diffs.iter().any(|d| d.location.ends_with("entry app/static/css/site.css")
-                && d.field == "mode"
-                && d.first == "0444"
-                && d.second == "0440"),
+            diffs
+                .iter()
+                .any(|d| d.location.ends_with("entry app/static/css/site.css")
+                    && d.field == "mode"
+                    && d.first == "0444"
+                    && d.second == "0440"),
             "{diffs:#?}"
         );
         let z = build_in(b.path(), 86_400, &spec());
@@ -682,8 +754,18 @@ mod tests {
         )
         .unwrap();
         assert_ne!(x.manifest.digest, z.manifest.digest);
-        assert!(diffs.iter().any(|d| d.location == "config" && d.field == "created"), "{diffs:#?}");
-        assert!(diffs.iter().any(|d| d.field == "mtime" && d.second == "86400"), "{diffs:#?}");
+        assert!(
+            diffs
+                .iter()
+                .any(|d| d.location == "config" && d.field == "created"),
+            "{diffs:#?}"
+        );
+        assert!(
+            diffs
+                .iter()
+                .any(|d| d.field == "mtime" && d.second == "86400"),
+            "{diffs:#?}"
+        );
     }
 
     #[test]

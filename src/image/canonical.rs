@@ -68,9 +68,15 @@ mod tests {
     fn keys_are_sorted_at_every_level_whatever_the_insertion_order() {
         let mut a = serde_json::Map::new();
         a.insert("zeta".into(), json!(1));
-        a.insert("alpha".into(), json!({"y": [3, {"b": 1, "a": 2}], "x": "é\"\n"}));
+        a.insert(
+            "alpha".into(),
+            json!({"y": [3, {"b": 1, "a": 2}], "x": "é\"\n"}),
+        );
         let mut b = serde_json::Map::new();
-        b.insert("alpha".into(), json!({"x": "é\"\n", "y": [3, {"a": 2, "b": 1}]}));
+        b.insert(
+            "alpha".into(),
+            json!({"x": "é\"\n", "y": [3, {"a": 2, "b": 1}]}),
+        );
         b.insert("zeta".into(), json!(1));
         let (a, b) = (to_vec(&Value::Object(a)), to_vec(&Value::Object(b)));
         assert_eq!(a, b);

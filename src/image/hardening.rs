@@ -165,7 +165,12 @@ pub fn check(facts: &ImageFacts) -> Vec<Finding> {
 
 type Out = Vec<(String, String, String)>;
 
-fn push(out: &mut Out, path: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
+fn push(
+    out: &mut Out,
+    path: impl Into<String>,
+    message: impl Into<String>,
+    fix: impl Into<String>,
+) {
     out.push((path.into(), message.into(), fix.into()));
 }
 
@@ -192,7 +197,9 @@ fn numeric_user(facts: &ImageFacts, out: &mut Out) {
         None => push(
             out,
             "config.User",
-            format!("config.User `{user}` is not numeric uid:gid; runAsNonRoot cannot verify a name"),
+            format!(
+                "config.User `{user}` is not numeric uid:gid; runAsNonRoot cannot verify a name"
+            ),
             "set numeric user and group in ferry.yaml (default 65532)",
         ),
     }
@@ -224,7 +231,10 @@ fn no_setuid(facts: &ImageFacts, out: &mut Out) {
             push(
                 out,
                 entry.path.clone(),
-                format!("{} has the setuid or setgid bit (mode {:04o})", entry.path, entry.mode),
+                format!(
+                    "{} has the setuid or setgid bit (mode {:04o})",
+                    entry.path, entry.mode
+                ),
                 "declare a mode without 4000/2000, e.g. \"0555\"",
             );
         }
@@ -258,7 +268,10 @@ fn ownership(facts: &ImageFacts, out: &mut Out) {
             push(
                 out,
                 entry.path.clone(),
-                format!("{} is owned by {}:{}, not root", entry.path, entry.uid, entry.gid),
+                format!(
+                    "{} is owned by {}:{}, not root",
+                    entry.path, entry.uid, entry.gid
+                ),
                 "only declared writable paths may belong to the run user",
             );
         } else if let Some((uid, gid)) = run {
@@ -318,7 +331,10 @@ fn exec_form(facts: &ImageFacts, out: &mut Out) {
         Some(e) if e.kind == "file" => push(
             out,
             "config.Entrypoint",
-            format!("the entrypoint {program} is not executable (mode {:04o})", e.mode),
+            format!(
+                "the entrypoint {program} is not executable (mode {:04o})",
+                e.mode
+            ),
             "give the file mode \"0555\"",
         ),
         _ => push(
@@ -351,7 +367,11 @@ fn resolve<'a>(facts: &'a ImageFacts, path: &str) -> Option<&'a FsEntry> {
 
 fn runtime_data(facts: &ImageFacts, out: &mut Out) {
     if facts.declared.ca_bundle {
-        if facts.fs.get(CA_BUNDLE_PATH).is_none_or(|e| e.kind != "file") {
+        if facts
+            .fs
+            .get(CA_BUNDLE_PATH)
+            .is_none_or(|e| e.kind != "file")
+        {
             push(
                 out,
                 CA_BUNDLE_PATH,
@@ -399,7 +419,12 @@ fn passwd(facts: &ImageFacts, out: &mut Out) {
     let (uid, gid) = run_ids(facts).unwrap_or((0, 0));
     for (file, id) in [("/etc/passwd", uid), ("/etc/group", gid)] {
         let Some(entry) = facts.fs.get(file) else {
-            push(out, file, format!("{file} is missing"), "build with ferry, which writes it");
+            push(
+                out,
+                file,
+                format!("{file} is missing"),
+                "build with ferry, which writes it",
+            );
             continue;
         };
         let text = String::from_utf8_lossy(&entry.head);
@@ -471,7 +496,15 @@ const SECRET_NAMES: [&str; 7] = [
 
 /// File names that carry credentials or history.
 const SECRET_FILES: [&str; 9] = [
-    ".git", ".env", ".netrc", ".npmrc", ".pypirc", "id_rsa", "id_ecdsa", "id_ed25519", ".git-credentials",
+    ".git",
+    ".env",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    "id_rsa",
+    "id_ecdsa",
+    "id_ed25519",
+    ".git-credentials",
 ];
 
 fn no_secrets(facts: &ImageFacts, out: &mut Out) {
@@ -494,14 +527,20 @@ fn no_secrets(facts: &ImageFacts, out: &mut Out) {
             push(
                 out,
                 entry.path.clone(),
-                format!("{} looks like credentials or repository history", entry.path),
+                format!(
+                    "{} looks like credentials or repository history",
+                    entry.path
+                ),
                 "do not copy it into the image",
             );
         } else if entry.kind == "file" && secret_content(&entry.head) {
             push(
                 out,
                 entry.path.clone(),
-                format!("{} contains what looks like a private key or cloud access key", entry.path),
+                format!(
+                    "{} contains what looks like a private key or cloud access key",
+                    entry.path
+                ),
                 "do not copy secrets into the image; mount them at run time",
             );
         }
@@ -524,7 +563,10 @@ fn secret_content(bytes: &[u8]) -> bool {
                 && w[prefix.len()..]
                     .iter()
                     .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
-                && (prefix != b"AKIA" || w[4..].iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+                && (prefix != b"AKIA"
+                    || w[4..]
+                        .iter()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
         })
     })
 }
@@ -572,7 +614,10 @@ mod tests {
             entry("/app", "dir", 0o755, 0),
             entry("/app/web", "file", 0o555, 0),
             entry("/etc", "dir", 0o755, 0),
-            text("/etc/passwd", "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532::/nonexistent:/sbin/nologin\n"),
+            text(
+                "/etc/passwd",
+                "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532::/nonexistent:/sbin/nologin\n",
+            ),
             text("/etc/group", "root:x:0:\nnonroot:x:65532:\n"),
             text("/etc/nsswitch.conf", "hosts: files dns\n"),
             entry("/etc/ssl", "dir", 0o755, 0),
@@ -590,8 +635,14 @@ mod tests {
                 "Env": [format!("SSL_CERT_FILE={CA_BUNDLE_PATH}"), "LOG=info"],
             }}),
             annotations: BTreeMap::from([
-                (super::super::oci::BASE_NAME.to_string(), "r/base@sha256:1".to_string()),
-                (super::super::oci::BASE_DIGEST.to_string(), "sha256:1".to_string()),
+                (
+                    super::super::oci::BASE_NAME.to_string(),
+                    "r/base@sha256:1".to_string(),
+                ),
+                (
+                    super::super::oci::BASE_DIGEST.to_string(),
+                    "sha256:1".to_string(),
+                ),
             ]),
             fs: entries.into_iter().map(|e| (e.path.clone(), e)).collect(),
             declared: Declared {
@@ -622,67 +673,184 @@ mod tests {
 
     #[test]
     fn i1_user_must_be_numeric_and_non_root() {
-        assert_eq!(failing(|f| f.config["config"]["User"] = json!("nonroot")), ["IMG-NUMERIC-USER", "IMG-PASSWD"]);
-        assert!(failing(|f| f.config["config"]["User"] = json!("0:0")).contains(&"IMG-NUMERIC-USER"));
+        assert_eq!(
+            failing(|f| f.config["config"]["User"] = json!("nonroot")),
+            ["IMG-NUMERIC-USER", "IMG-PASSWD"]
+        );
+        assert!(
+            failing(|f| f.config["config"]["User"] = json!("0:0")).contains(&"IMG-NUMERIC-USER")
+        );
     }
 
     #[test]
     fn i2_no_shell_or_package_manager() {
-        assert_eq!(failing(|f| { f.fs.insert("/bin/sh".into(), entry("/bin/sh", "file", 0o555, 0)); }), ["IMG-NO-SHELL"]);
-        assert_eq!(failing(|f| { f.fs.insert("/usr/bin/apt-get".into(), entry("/usr/bin/apt-get", "symlink", 0o777, 0)); }), ["IMG-NO-SHELL"]);
+        assert_eq!(
+            failing(|f| {
+                f.fs.insert("/bin/sh".into(), entry("/bin/sh", "file", 0o555, 0));
+            }),
+            ["IMG-NO-SHELL"]
+        );
+        assert_eq!(
+            failing(|f| {
+                f.fs.insert(
+                    "/usr/bin/apt-get".into(),
+                    entry("/usr/bin/apt-get", "symlink", 0o777, 0),
+                );
+            }),
+            ["IMG-NO-SHELL"]
+        );
     }
 
     #[test]
     fn i3_no_setuid_and_no_world_writable_except_sticky_tmp() {
-        assert_eq!(failing(|f| f.fs.get_mut("/app/web").unwrap().mode = 0o4555), ["IMG-NO-SETUID"]);
-        assert_eq!(failing(|f| f.fs.get_mut("/app").unwrap().mode = 0o777), ["IMG-NO-SETUID"]);
-        assert_eq!(failing(|f| f.fs.get_mut("/tmp").unwrap().mode = 0o777), ["IMG-NO-SETUID"]);
+        assert_eq!(
+            failing(|f| f.fs.get_mut("/app/web").unwrap().mode = 0o4555),
+            ["IMG-NO-SETUID"]
+        );
+        assert_eq!(
+            failing(|f| f.fs.get_mut("/app").unwrap().mode = 0o777),
+            ["IMG-NO-SETUID"]
+        );
+        assert_eq!(
+            failing(|f| f.fs.get_mut("/tmp").unwrap().mode = 0o777),
+            ["IMG-NO-SETUID"]
+        );
     }
 
     #[test]
     fn i4_files_are_root_owned_outside_writable_paths() {
-        assert_eq!(failing(|f| f.fs.get_mut("/app/web").unwrap().uid = 65532), ["IMG-OWNERSHIP"]);
-        assert_eq!(failing(|f| { f.declared.writable.remove("/var/cache/web"); }), ["IMG-OWNERSHIP"]);
-        assert_eq!(failing(|f| { f.declared.writable.insert("/data".into()); }), ["IMG-OWNERSHIP"]);
+        assert_eq!(
+            failing(|f| f.fs.get_mut("/app/web").unwrap().uid = 65532),
+            ["IMG-OWNERSHIP"]
+        );
+        assert_eq!(
+            failing(|f| {
+                f.declared.writable.remove("/var/cache/web");
+            }),
+            ["IMG-OWNERSHIP"]
+        );
+        assert_eq!(
+            failing(|f| {
+                f.declared.writable.insert("/data".into());
+            }),
+            ["IMG-OWNERSHIP"]
+        );
     }
 
     #[test]
     fn i5_entrypoint_is_exec_form_and_executable() {
-        assert_eq!(failing(|f| f.config["config"]["Entrypoint"] = json!(["/bin/sh", "-c", "/app/web"])), ["IMG-EXEC-FORM"]);
-        assert_eq!(failing(|f| f.config["config"]["Entrypoint"] = json!(null)), ["IMG-EXEC-FORM"]);
-        assert_eq!(failing(|f| f.config["config"]["Entrypoint"] = json!(["/app/missing"])), ["IMG-EXEC-FORM"]);
-        assert_eq!(failing(|f| f.fs.get_mut("/app/web").unwrap().mode = 0o444), ["IMG-EXEC-FORM"]);
+        assert_eq!(
+            failing(|f| f.config["config"]["Entrypoint"] = json!(["/bin/sh", "-c", "/app/web"])),
+            ["IMG-EXEC-FORM"]
+        );
+        assert_eq!(
+            failing(|f| f.config["config"]["Entrypoint"] = json!(null)),
+            ["IMG-EXEC-FORM"]
+        );
+        assert_eq!(
+            failing(|f| f.config["config"]["Entrypoint"] = json!(["/app/missing"])),
+            ["IMG-EXEC-FORM"]
+        );
+        assert_eq!(
+            failing(|f| f.fs.get_mut("/app/web").unwrap().mode = 0o444),
+            ["IMG-EXEC-FORM"]
+        );
     }
 
     #[test]
     fn i6_declared_runtime_data_is_present() {
-        assert_eq!(failing(|f| { f.fs.remove(CA_BUNDLE_PATH); }), ["IMG-RUNTIME-DATA"]);
-        assert_eq!(failing(|f| f.config["config"]["Env"] = json!(["LOG=info"])), ["IMG-RUNTIME-DATA"]);
-        assert_eq!(failing(|f| { f.fs.remove("/usr/share/zoneinfo/UTC"); }), ["IMG-RUNTIME-DATA"]);
+        assert_eq!(
+            failing(|f| {
+                f.fs.remove(CA_BUNDLE_PATH);
+            }),
+            ["IMG-RUNTIME-DATA"]
+        );
+        assert_eq!(
+            failing(|f| f.config["config"]["Env"] = json!(["LOG=info"])),
+            ["IMG-RUNTIME-DATA"]
+        );
+        assert_eq!(
+            failing(|f| {
+                f.fs.remove("/usr/share/zoneinfo/UTC");
+            }),
+            ["IMG-RUNTIME-DATA"]
+        );
     }
 
     #[test]
     fn i7_passwd_and_group_are_minimal() {
-        assert_eq!(failing(|f| { f.fs.insert("/etc/passwd".into(), text("/etc/passwd", "root:x:0:0::/:/x\nuser:x:1000:1000::/:/x\nnonroot:x:65532:65532::/:/x\n")); }), ["IMG-PASSWD"]);
-        assert_eq!(failing(|f| { f.fs.remove("/etc/nsswitch.conf"); }), ["IMG-PASSWD"]);
+        assert_eq!(
+            failing(|f| {
+                f.fs.insert(
+                    "/etc/passwd".into(),
+                    text(
+                        "/etc/passwd",
+                        "root:x:0:0::/:/x\nuser:x:1000:1000::/:/x\nnonroot:x:65532:65532::/:/x\n",
+                    ),
+                );
+            }),
+            ["IMG-PASSWD"]
+        );
+        assert_eq!(
+            failing(|f| {
+                f.fs.remove("/etc/nsswitch.conf");
+            }),
+            ["IMG-PASSWD"]
+        );
     }
 
     #[test]
     fn i8_base_is_pinned_and_annotated() {
-        assert_eq!(failing(|f| f.declared.base = Some("r/base:latest".into())), ["IMG-BASE-DIGEST"]);
+        assert_eq!(
+            failing(|f| f.declared.base = Some("r/base:latest".into())),
+            ["IMG-BASE-DIGEST"]
+        );
         assert_eq!(failing(|f| f.annotations.clear()), ["IMG-BASE-DIGEST"]);
     }
 
     #[test]
     fn i11_no_secrets_in_env_or_files() {
-        assert_eq!(failing(|f| f.config["config"]["Env"].as_array_mut().unwrap().push(json!("DB_PASSWORD=hunter2"))), ["IMG-NO-SECRETS"]);
-        assert_eq!(failing(|f| f.config["config"]["Env"].as_array_mut().unwrap().push(json!("X=AKIAIOSFODNN7EXAMPLE"))), ["IMG-NO-SECRETS"]);
-        assert_eq!(failing(|f| { f.fs.insert("/app/.git".into(), entry("/app/.git", "dir", 0o755, 0)); }), ["IMG-NO-SECRETS"]);
-        assert_eq!(failing(|f| { f.fs.insert("/app/key.pem".into(), text("/app/key.pem", "-----BEGIN EC PRIVATE KEY-----\n")); }), ["IMG-NO-SECRETS"]);
+        assert_eq!(
+            failing(|f| f.config["config"]["Env"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("DB_PASSWORD=hunter2"))),
+            ["IMG-NO-SECRETS"]
+        );
+        assert_eq!(
+            failing(|f| f.config["config"]["Env"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("X=AKIAIOSFODNN7EXAMPLE"))),
+            ["IMG-NO-SECRETS"]
+        );
+        assert_eq!(
+            failing(|f| {
+                f.fs.insert("/app/.git".into(), entry("/app/.git", "dir", 0o755, 0));
+            }),
+            ["IMG-NO-SECRETS"]
+        );
+        assert_eq!(
+            failing(|f| {
+                f.fs.insert(
+                    "/app/key.pem".into(),
+                    text("/app/key.pem", "-----BEGIN EC PRIVATE KEY-----\n"),
+                );
+            }),
+            ["IMG-NO-SECRETS"]
+        );
     }
 
     #[test]
     fn i12_no_file_capabilities() {
-        assert_eq!(failing(|f| f.fs.get_mut("/app/web").unwrap().pax.push("SCHILY.xattr.security.capability".into())), ["IMG-NO-CAPABILITIES"]);
+        assert_eq!(
+            failing(|f| f
+                .fs
+                .get_mut("/app/web")
+                .unwrap()
+                .pax
+                .push("SCHILY.xattr.security.capability".into())),
+            ["IMG-NO-CAPABILITIES"]
+        );
     }
 }

@@ -267,7 +267,8 @@ impl Layout {
         let index = self.index()?;
         let mut images = index.manifests.into_iter().filter(|d| {
             d.artifact_type.is_none()
-                && tag.is_none_or(|t| d.annotations.get(oci::REF_NAME).map(String::as_str) == Some(t))
+                && tag
+                    .is_none_or(|t| d.annotations.get(oci::REF_NAME).map(String::as_str) == Some(t))
         });
         let found = images.next();
         match (found, tag, images.next()) {

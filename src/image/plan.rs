@@ -146,7 +146,8 @@ pub fn plan(name: &str, spec: &ImageSpec, root: &Path, host: &HostFiles) -> Resu
     let mut writable = BTreeSet::new();
     for path in &spec.writable {
         writable.insert(
-            relative(path).ok_or_else(|| bad(format!("writable path `{path}` must be absolute")))?,
+            relative(path)
+                .ok_or_else(|| bad(format!("writable path `{path}` must be absolute")))?,
         );
     }
     let dirs = DirAttrs {
@@ -187,7 +188,12 @@ pub fn plan(name: &str, spec: &ImageSpec, root: &Path, host: &HostFiles) -> Resu
             &mut entries,
             &dirs,
         )?;
-        layers.push(finish("tzdata", "ferry: time zone database", entries, &dirs));
+        layers.push(finish(
+            "tzdata",
+            "ferry: time zone database",
+            entries,
+            &dirs,
+        ));
     }
 
     let mut app = Vec::new();
@@ -260,7 +266,11 @@ impl DirAttrs {
 /// passwd, group, nsswitch.conf and the writable directories.
 fn os_layer(spec: &ImageSpec, dirs: &DirAttrs) -> LayerPlan {
     let user = if spec.user == 65532 { "nonroot" } else { "app" };
-    let group = if spec.group == 65532 { "nonroot" } else { "app" };
+    let group = if spec.group == 65532 {
+        "nonroot"
+    } else {
+        "app"
+    };
     let mut passwd = String::from("root:x:0:0:root:/root:/sbin/nologin\n");
     if spec.user != 0 {
         passwd.push_str(&format!(
@@ -289,7 +299,12 @@ fn os_layer(spec: &ImageSpec, dirs: &DirAttrs) -> LayerPlan {
         generated("etc/nsswitch.conf", nsswitch.to_string()),
     ];
     entries.extend(dirs.writable.iter().map(|w| dirs.entry(w)));
-    finish("os", "ferry: users, groups, nsswitch.conf, writable directories", entries, dirs)
+    finish(
+        "os",
+        "ferry: users, groups, nsswitch.conf, writable directories",
+        entries,
+        dirs,
+    )
 }
 
 /// Adds missing parent directories, sorts bytewise by path.
@@ -451,13 +466,24 @@ mod tests {
         let paths: Vec<&str> = app.entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["app", "app/www", "app/www/css", "app/www/css/a.css", "app/www/index.html", "app/x"]
+            [
+                "app",
+                "app/www",
+                "app/www/css",
+                "app/www/css/a.css",
+                "app/www/index.html",
+                "app/x"
+            ]
         );
         assert!(app.entries.iter().all(|e| e.uid == 0 && e.gid == 0));
         let os = &plan.layers[0];
         let tmp = os.entries.iter().find(|e| e.path == "tmp").unwrap();
         assert_eq!((tmp.mode, tmp.uid), (0o1777, 0));
-        let cache = os.entries.iter().find(|e| e.path == "var/cache/app").unwrap();
+        let cache = os
+            .entries
+            .iter()
+            .find(|e| e.path == "var/cache/app")
+            .unwrap();
         assert_eq!((cache.mode, cache.uid, cache.gid), (0o755, 65532, 65532));
         let var = os.entries.iter().find(|e| e.path == "var").unwrap();
         assert_eq!((var.mode, var.uid), (0o755, 0));
@@ -482,7 +508,11 @@ mod tests {
             .collect();
         assert_eq!(
             modes,
-            [("a".into(), 0o555), ("b".into(), 0o444), ("c".into(), 0o4755)]
+            [
+                ("a".into(), 0o555),
+                ("b".into(), 0o444),
+                ("c".into(), 0o4755)
+            ]
         );
     }
 
@@ -491,20 +521,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), b"x").unwrap();
         let cases: Vec<(ImageSpec, &str)> = vec![
-            (spec(vec![file("a", "relative")]), "must be an absolute path"),
-            (spec(vec![file("a", "/x/../y")]), "must be an absolute path"),
-            (spec(vec![file("a", "/x"), file("a", "/x")]), "two sources write /x"),
-            (spec(vec![file("a", "/x"), file("a", "/x/y")]), "/x is a file"),
             (
-                ImageSpec { ports: vec!["http".into()], ..spec(vec![file("a", "/a")]) },
+                spec(vec![file("a", "relative")]),
+                "must be an absolute path",
+            ),
+            (spec(vec![file("a", "/x/../y")]), "must be an absolute path"),
+            (
+                spec(vec![file("a", "/x"), file("a", "/x")]),
+                "two sources write /x",
+            ),
+            (
+                spec(vec![file("a", "/x"), file("a", "/x/y")]),
+                "/x is a file",
+            ),
+            (
+                ImageSpec {
+                    ports: vec!["http".into()],
+                    ..spec(vec![file("a", "/a")])
+                },
                 "invalid port",
             ),
             (
-                ImageSpec { base: Some("r/base:1".into()), ..spec(vec![file("a", "/a")]) },
+                ImageSpec {
+                    base: Some("r/base:1".into()),
+                    ..spec(vec![file("a", "/a")])
+                },
                 "pinned by digest",
             ),
             (
-                ImageSpec { writable: vec!["tmp".into()], ..spec(vec![file("a", "/a")]) },
+                ImageSpec {
+                    writable: vec!["tmp".into()],
+                    ..spec(vec![file("a", "/a")])
+                },
                 "must be absolute",
             ),
         ];

@@ -30,7 +30,9 @@ impl Package {
     pub fn purl(&self) -> Option<String> {
         self.source
             .as_deref()
-            .filter(|s| s.contains("crates.io-index") || s.starts_with("sparse+https://index.crates.io"))
+            .filter(|s| {
+                s.contains("crates.io-index") || s.starts_with("sparse+https://index.crates.io")
+            })
             .map(|_| format!("pkg:cargo/{}@{}", self.name, self.version))
     }
 }
@@ -263,7 +265,14 @@ fn uuid_from(seed: &str) -> String {
     b[6] = (b[6] & 0x0f) | 0x50;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 #[cfg(test)]
@@ -331,7 +340,10 @@ dependencies = [
             .map(|f| f["fileName"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["./etc/passwd", "./app/web"]);
-        assert_eq!(spdx["files"][1]["checksums"][1]["checksumValue"], files[1].1.sha256);
+        assert_eq!(
+            spdx["files"][1]["checksums"][1]["checksumValue"],
+            files[1].1.sha256
+        );
         assert_eq!(spdx["packages"].as_array().unwrap().len(), 3);
         let cdx = cyclonedx(&input);
         assert_eq!(cdx["specVersion"], "1.6");

@@ -6,9 +6,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Error;
 use super::layer::{self, ReadEntry};
 use super::layout::Layout;
-use super::Error;
 
 /// The most differences reported; the first ones are the informative ones.
 const LIMIT: usize = 20;
@@ -47,7 +47,12 @@ pub fn compare(a: &Layout, b: &Layout, tag: &str) -> Result<Vec<Difference>, Err
     };
     json_diff("manifest", "", &strip(&ja), &strip(&jb), &mut out);
 
-    let digest = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let digest = |v: &Value, p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let (ca, cb) = (digest(&ja, "/config/digest"), digest(&jb, "/config/digest"));
     if ca != cb {
         let (ca, cb) = (a.read_json(&ca)?, b.read_json(&cb)?);
@@ -58,10 +63,21 @@ pub fn compare(a: &Layout, b: &Layout, tag: &str) -> Result<Vec<Difference>, Err
             }
             v
         };
-        json_diff("config", "", &without_diff_ids(&ca), &without_diff_ids(&cb), &mut out);
+        json_diff(
+            "config",
+            "",
+            &without_diff_ids(&ca),
+            &without_diff_ids(&cb),
+            &mut out,
+        );
     }
 
-    let layers = |v: &Value| v.get("layers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let layers = |v: &Value| {
+        v.get("layers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     let (la, lb) = (layers(&ja), layers(&jb));
     if la.len() != lb.len() {
         out.push(diff("manifest", "layers (count)", la.len(), lb.len()));
@@ -72,14 +88,17 @@ pub fn compare(a: &Layout, b: &Layout, tag: &str) -> Result<Vec<Difference>, Err
             continue;
         }
         let gz = |d: &Value| digest(d, "/mediaType").ends_with("gzip");
-        let ea = layer::read_entries(a.open_blob(&ga)?, gz(da)).map_err(Error::read(a.blob_path(&ga)))?;
-        let eb = layer::read_entries(b.open_blob(&gb)?, gz(db)).map_err(Error::read(b.blob_path(&gb)))?;
+        let ea = layer::read_entries(a.open_blob(&ga)?, gz(da))
+            .map_err(Error::read(a.blob_path(&ga)))?;
+        let eb = layer::read_entries(b.open_blob(&gb)?, gz(db))
+            .map_err(Error::read(b.blob_path(&gb)))?;
         let before = out.len();
         entries_diff(i, &ea, &eb, &mut out);
         if out.len() == before {
             out.push(Difference {
                 location: format!("layer {i}"),
-                field: "digest (same tar content, different compressed bytes: compressor or level)".into(),
+                field: "digest (same tar content, different compressed bytes: compressor or level)"
+                    .into(),
                 first: ga,
                 second: gb,
             });
@@ -142,7 +161,11 @@ fn entries_diff(layer: usize, a: &[ReadEntry], b: &[ReadEntry], out: &mut Vec<Di
         }
         let fields: [(&str, String, String); 11] = [
             ("type", ea.kind.clone(), eb.kind.clone()),
-            ("mode", format!("{:04o}", ea.mode), format!("{:04o}", eb.mode)),
+            (
+                "mode",
+                format!("{:04o}", ea.mode),
+                format!("{:04o}", eb.mode),
+            ),
             ("uid", ea.uid.to_string(), eb.uid.to_string()),
             ("gid", ea.gid.to_string(), eb.gid.to_string()),
             ("mtime", ea.mtime.to_string(), eb.mtime.to_string()),
@@ -150,7 +173,11 @@ fn entries_diff(layer: usize, a: &[ReadEntry], b: &[ReadEntry], out: &mut Vec<Di
             ("link", format!("{:?}", ea.link), format!("{:?}", eb.link)),
             ("uname", ea.uname.clone(), eb.uname.clone()),
             ("gname", ea.gname.clone(), eb.gname.clone()),
-            ("content sha256", format!("{:?}", ea.sha256), format!("{:?}", eb.sha256)),
+            (
+                "content sha256",
+                format!("{:?}", ea.sha256),
+                format!("{:?}", eb.sha256),
+            ),
             ("pax records (xattrs)", ea.pax.join(","), eb.pax.join(",")),
         ];
         for (field, va, vb) in fields {
@@ -163,7 +190,11 @@ fn entries_diff(layer: usize, a: &[ReadEntry], b: &[ReadEntry], out: &mut Vec<Di
         }
     }
     if a.len() != b.len() {
-        let extra = if a.len() > b.len() { &a[b.len()] } else { &b[a.len()] };
+        let extra = if a.len() > b.len() {
+            &a[b.len()]
+        } else {
+            &b[a.len()]
+        };
         out.push(Difference {
             location: format!("layer {layer}"),
             field: "entries (count)".into(),

@@ -129,7 +129,11 @@ impl ImageBuildOutcome {
     pub fn status(&self) -> ExitStatus {
         if self.images.iter().any(|i| i.blocked) {
             ExitStatus::BadInput
-        } else if self.images.iter().any(|i| i.verify.as_ref().is_some_and(|v| !v.reproducible)) {
+        } else if self
+            .images
+            .iter()
+            .any(|i| i.verify.as_ref().is_some_and(|v| !v.reproducible))
+        {
             ExitStatus::Failure
         } else {
             ExitStatus::Success
@@ -201,9 +205,9 @@ pub enum Error {
     Registry {
         /// The image.
         name: String,
-        /// Why.
+        /// Why (boxed: registry errors are large).
         #[source]
-        source: registry::Error,
+        source: Box<registry::Error>,
     },
     /// The lock file could not be written.
     #[error("failed to write {}", path.display())]
@@ -236,9 +240,12 @@ impl Diagnostic for Error {
         match self {
             Error::Project(e) => e.hints(),
             Error::Registry { source, .. } => source.hints(),
-            Error::UnknownImage { known, .. } => vec![format!("images ferry builds: {}", known.join(", "))],
+            Error::UnknownImage { known, .. } => {
+                vec![format!("images ferry builds: {}", known.join(", "))]
+            }
             Error::NoImages | Error::NotBuilt { .. } => vec![
-                "add `files:` (source, target) and `entrypoint:` to the image in ferry.yaml".to_string(),
+                "add `files:` (source, target) and `entrypoint:` to the image in ferry.yaml"
+                    .to_string(),
             ],
             Error::Image {
                 source: image::Error::SourceChanged { .. },
@@ -271,7 +278,10 @@ pub async fn build_images(opts: &ImageBuildOptions) -> Result<ImageBuildOutcome,
 ///
 /// # Errors
 /// Project, build and registry errors. SBOM upload failures are warnings in the outcome.
-pub async fn push_images(opts: &ImagePushOptions, reporter: &dyn PushReporter) -> Result<ImagePushOutcome, Error> {
+pub async fn push_images(
+    opts: &ImagePushOptions,
+    reporter: &dyn PushReporter,
+) -> Result<ImagePushOutcome, Error> {
     let (project, names) = select(&opts.images)?;
     let mut clients: BTreeMap<String, Client> = BTreeMap::new();
     let mut images = Vec::new();
@@ -287,7 +297,7 @@ pub async fn push_images(opts: &ImagePushOptions, reporter: &dyn PushReporter) -
         }
         let registry_err = |source| Error::Registry {
             name: name.clone(),
-            source,
+            source: Box::new(source),
         };
         let mut target = Reference::parse(&spec.repository).map_err(registry_err)?;
         if let Some(host) = &opts.registry {
@@ -305,12 +315,17 @@ pub async fn push_images(opts: &ImagePushOptions, reporter: &dyn PushReporter) -
             name: name.clone(),
             source,
         })?;
-        let request = push_request(&layout, &build, &target, &project, &names, opts)
-            .map_err(|source| Error::Image {
-                name: name.clone(),
-                source,
+        let request =
+            push_request(&layout, &build, &target, &project, &names, opts).map_err(|source| {
+                Error::Image {
+                    name: name.clone(),
+                    source,
+                }
             })?;
-        let outcome = client.push(&request, reporter).await.map_err(registry_err)?;
+        let outcome = client
+            .push(&request, reporter)
+            .await
+            .map_err(registry_err)?;
         record_lock(&project.root, name, spec, &build.digest)?;
         images.push(PushedImage {
             build,
@@ -330,8 +345,9 @@ pub fn lint_images(root: &Path, images: &BTreeMap<String, ImageSpec>) -> Vec<Fin
             continue;
         }
         let tag = spec.tag.clone().unwrap_or_else(|| "latest".into());
-        let facts = Layout::open(&dir)
-            .and_then(|l| image::build::facts_from_layout(name, &l, &tag, image::build::declared(spec)));
+        let facts = Layout::open(&dir).and_then(|l| {
+            image::build::facts_from_layout(name, &l, &tag, image::build::declared(spec))
+        });
         match facts {
             Ok(facts) => findings.extend(hardening::check(&facts)),
             Err(e) => tracing::warn!(image = %name, error = %e, "cannot read the built layout"),
@@ -371,7 +387,12 @@ fn select(opts: &ImageOptions) -> Result<(Project, Vec<String>), Error> {
 
 /// Builds one image into a staging directory, then (unless blocked) swaps it into place,
 /// writes the freshness stamp and the lock.
-async fn build_one(project: &Project, name: &str, spec: &ImageSpec, opts: &ImageOptions) -> Result<ImageReport, Error> {
+async fn build_one(
+    project: &Project,
+    name: &str,
+    spec: &ImageSpec,
+    opts: &ImageOptions,
+) -> Result<ImageReport, Error> {
     let images_dir = project.root.join(IMAGES_DIR);
     let final_dir = images_dir.join(name);
     let stage = images_dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -404,9 +425,19 @@ async fn build_one(project: &Project, name: &str, spec: &ImageSpec, opts: &Image
     } else {
         let old = images_dir.join(format!(".{name}.old-{}", std::process::id()));
         if final_dir.exists() {
-            std::fs::rename(&final_dir, &old).map_err(|e| fail(image::Error::Write { path: final_dir.clone(), source: e }))?;
+            std::fs::rename(&final_dir, &old).map_err(|e| {
+                fail(image::Error::Write {
+                    path: final_dir.clone(),
+                    source: e,
+                })
+            })?;
         }
-        std::fs::rename(&stage, &final_dir).map_err(|e| fail(image::Error::Write { path: final_dir.clone(), source: e }))?;
+        std::fs::rename(&stage, &final_dir).map_err(|e| {
+            fail(image::Error::Write {
+                path: final_dir.clone(),
+                source: e,
+            })
+        })?;
         let _ = std::fs::remove_dir_all(&old);
         let stamp = Stamp {
             fingerprint: stamp,
@@ -417,7 +448,12 @@ async fn build_one(project: &Project, name: &str, spec: &ImageSpec, opts: &Image
         };
         let stamp_path = stamp_path(&project.root, name);
         let text = serde_json::to_vec_pretty(&stamp).unwrap_or_default();
-        std::fs::write(&stamp_path, text).map_err(|e| fail(image::Error::Write { path: stamp_path.clone(), source: e }))?;
+        std::fs::write(&stamp_path, text).map_err(|e| {
+            fail(image::Error::Write {
+                path: stamp_path.clone(),
+                source: e,
+            })
+        })?;
         record_lock(&project.root, name, spec, &built.manifest.digest)?;
     }
     Ok(ImageReport {
@@ -446,7 +482,12 @@ async fn build_one(project: &Project, name: &str, spec: &ImageSpec, opts: &Image
 }
 
 /// The report of the existing layout when its stamp matches the inputs, else `None`.
-fn fresh(project: &Project, name: &str, spec: &ImageSpec, opts: &ImageOptions) -> Result<Option<ImageReport>, Error> {
+fn fresh(
+    project: &Project,
+    name: &str,
+    spec: &ImageSpec,
+    opts: &ImageOptions,
+) -> Result<Option<ImageReport>, Error> {
     let fail = |source| Error::Image {
         name: name.to_string(),
         source,
@@ -458,7 +499,8 @@ fn fresh(project: &Project, name: &str, spec: &ImageSpec, opts: &ImageOptions) -
     let Some(previous) = previous else {
         return Ok(None);
     };
-    let Ok(fingerprint) = fingerprint(project, spec, opts.source_date_epoch, &HostFiles::default()) else {
+    let Ok(fingerprint) = fingerprint(project, spec, opts.source_date_epoch, &HostFiles::default())
+    else {
         return Ok(None);
     };
     if previous.fingerprint != fingerprint {
@@ -519,18 +561,23 @@ async fn verify_one(
     let copy_root = scratch.join("inputs");
     let result = async {
         for file in &spec.files {
-            copy_restrictive(&project.root.join(&file.source), &copy_root.join(&file.source))?;
+            copy_restrictive(
+                &project.root.join(&file.source),
+                &copy_root.join(&file.source),
+            )?;
             if let Some(lock) = &file.cargo_lock {
                 copy_restrictive(&project.root.join(lock), &copy_root.join(lock))?;
             }
         }
-        let base = pull_base(project, name, spec, opts).await.map_err(|e| match e {
-            Error::Image { source, .. } => source,
-            other => image::Error::Layout {
-                path: scratch.clone(),
-                reason: other.to_string(),
-            },
-        })?;
+        let base = pull_base(project, name, spec, opts)
+            .await
+            .map_err(|e| match e {
+                Error::Image { source, .. } => source,
+                other => image::Error::Layout {
+                    path: scratch.clone(),
+                    reason: other.to_string(),
+                },
+            })?;
         let host = HostFiles::default();
         let input = image::BuildInput {
             name,
@@ -577,30 +624,44 @@ fn copy_restrictive(from: &Path, to: &Path) -> Result<(), image::Error> {
             let entry = entry.map_err(image::Error::read(from))?;
             copy_restrictive(&entry.path(), &to.join(entry.file_name()))?;
         }
-        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).map_err(image::Error::write(to))?;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))
+            .map_err(image::Error::write(to))?;
     } else {
         std::fs::copy(from, to).map_err(image::Error::write(to))?;
-        let mode = if meta.permissions().mode() & 0o100 != 0 { 0o700 } else { 0o600 };
-        std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).map_err(image::Error::write(to))?;
+        let mode = if meta.permissions().mode() & 0o100 != 0 {
+            0o700
+        } else {
+            0o600
+        };
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
+            .map_err(image::Error::write(to))?;
     }
     Ok(())
 }
 
 /// Pulls the base image (by digest) into the shared base cache.
-async fn pull_base(project: &Project, name: &str, spec: &ImageSpec, opts: &ImageOptions) -> Result<Option<BaseImage>, Error> {
+async fn pull_base(
+    project: &Project,
+    name: &str,
+    spec: &ImageSpec,
+    opts: &ImageOptions,
+) -> Result<Option<BaseImage>, Error> {
     let Some(base) = &spec.base else {
         return Ok(None);
     };
     let registry_err = |source| Error::Registry {
         name: name.to_string(),
-        source,
+        source: Box::new(source),
     };
     let reference = Reference::parse(base).map_err(registry_err)?;
     let platform = oci::Platform::parse(&spec.platform).ok_or_else(|| Error::Image {
         name: name.to_string(),
         source: image::Error::Spec {
             image: name.to_string(),
-            reason: format!("platform `{}` is not os/architecture[/variant]", spec.platform),
+            reason: format!(
+                "platform `{}` is not os/architecture[/variant]",
+                spec.platform
+            ),
         },
     })?;
     let layout = Layout::create(&project.root.join(BASE_CACHE)).map_err(|source| Error::Image {
@@ -609,7 +670,12 @@ async fn pull_base(project: &Project, name: &str, spec: &ImageSpec, opts: &Image
     })?;
     let client = Client::new(reference.api_host(), opts.client.clone()).map_err(registry_err)?;
     let pulled = client
-        .pull(&reference.repository, reference.reference(), &platform, &layout)
+        .pull(
+            &reference.repository,
+            reference.reference(),
+            &platform,
+            &layout,
+        )
         .await
         .map_err(registry_err)?;
     Ok(Some(BaseImage {
@@ -666,18 +732,29 @@ fn push_request(
 
 /// The config and layer blobs of a manifest, as files of the layout.
 fn blobs_of(layout: &Layout, manifest: &[u8]) -> Result<Vec<registry::Blob>, image::Error> {
-    let json: serde_json::Value = serde_json::from_slice(manifest).map_err(|source| image::Error::Json {
-        path: layout.root().join("index.json"),
-        source,
-    })?;
+    let json: serde_json::Value =
+        serde_json::from_slice(manifest).map_err(|source| image::Error::Json {
+            path: layout.root().join("index.json"),
+            source,
+        })?;
     let config = json.get("config").into_iter();
-    let layers = json.get("layers").and_then(|l| l.as_array()).into_iter().flatten();
+    let layers = json
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .into_iter()
+        .flatten();
     config
         .chain(layers)
         .map(|d| {
-            let digest = d.get("digest").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let digest = d
+                .get("digest")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
             let path = layout.blob_path(&digest);
-            let size = std::fs::metadata(&path).map_err(image::Error::read(&path))?.len();
+            let size = std::fs::metadata(&path)
+                .map_err(image::Error::read(&path))?
+                .len();
             Ok(registry::Blob { digest, size, path })
         })
         .collect()
@@ -700,7 +777,12 @@ fn stamp_path(root: &Path, name: &str) -> PathBuf {
 
 /// A fingerprint of everything a build reads: the spec, the epoch, ferry's version, and the
 /// size, mtime and mode of every source file (and the runtime data files used).
-fn fingerprint(project: &Project, spec: &ImageSpec, epoch: u64, host: &HostFiles) -> Result<String, image::Error> {
+fn fingerprint(
+    project: &Project,
+    spec: &ImageSpec,
+    epoch: u64,
+    host: &HostFiles,
+) -> Result<String, image::Error> {
     let mut files = Vec::new();
     let mut paths: Vec<PathBuf> = Vec::new();
     for file in &spec.files {
@@ -730,7 +812,13 @@ fn fingerprint(project: &Project, spec: &ImageSpec, epoch: u64, host: &HostFiles
 fn stat_tree(path: &Path, out: &mut Vec<serde_json::Value>) -> Result<(), image::Error> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(path).map_err(image::Error::read(path))?;
-    out.push(json!([path.to_string_lossy(), meta.len(), meta.mtime(), meta.mtime_nsec(), meta.mode()]));
+    out.push(json!([
+        path.to_string_lossy(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.mode()
+    ]));
     if meta.is_dir() {
         let mut children: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(image::Error::read(path))?

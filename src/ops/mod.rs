@@ -3,15 +3,18 @@
 
 pub mod apply;
 pub mod diff;
+pub mod history;
 pub mod image;
 pub mod lint;
 pub mod prepare;
 pub mod provision;
+pub mod release;
 pub mod render;
 pub mod status;
 
 pub use apply::{ApplyOptions, ApplyOutcome, ClusterOptions, apply};
 pub use diff::{DiffOptions, DiffOutcome, diff};
+pub use history::{HistoryEntry, HistoryOptions, HistoryOutcome, history};
 pub use image::{
     ImageBuildOptions, ImageBuildOutcome, ImageOptions, ImagePushOptions, ImagePushOutcome,
     build_images, push_images,
@@ -19,5 +22,6 @@ pub use image::{
 pub use lint::{LintOptions, LintOutcome, lint};
 pub use prepare::{Prepared, ProjectOptions, prepare};
 pub use provision::{ProvisionOptions, ProvisionOutcome, provision};
+pub use release::{ReleaseOptions, ReleaseOutcome, Source as ReleaseSource, release};
 pub use render::{RenderOptions, RenderOutcome, render};
 pub use status::{StatusOptions, StatusOutcome, status};

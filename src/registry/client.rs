@@ -132,9 +132,7 @@ impl Client {
     /// [`Error::Connect`] or an unexpected status.
     pub async fn ping(&self) -> Result<(), Error> {
         let url = self.url("/v2/");
-        let resp = self
-            .retrying("ping", || self.http.get(&url))
-            .await?;
+        let resp = self.retrying("ping", || self.http.get(&url)).await?;
         match resp.status() {
             StatusCode::OK => Ok(()),
             StatusCode::UNAUTHORIZED => {
@@ -291,7 +289,10 @@ impl Client {
                     return Ok(Some(format!("Bearer {token}")));
                 }
                 let (token, ttl) = self.fetch_token(&realm, service.as_deref(), scopes).await?;
-                let expiry = Instant::now() + ttl.saturating_sub(Duration::from_secs(10)).max(Duration::from_secs(1));
+                let expiry = Instant::now()
+                    + ttl
+                        .saturating_sub(Duration::from_secs(10))
+                        .max(Duration::from_secs(1));
                 self.lock().tokens.insert(key, (token.clone(), expiry));
                 Ok(Some(format!("Bearer {token}")))
             }

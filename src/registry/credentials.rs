@@ -162,7 +162,10 @@ fn entry_credentials(entry: &AuthEntry, source: String, file: &Path) -> Result<C
             .decode(auth.trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())));
+            .and_then(|s| {
+                s.split_once(':')
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+            });
         let Some((username, password)) = decoded else {
             return Err(Error::Credentials {
                 path: file.to_path_buf(),
@@ -218,7 +221,9 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, Error
         if text.to_ascii_lowercase().contains("credentials not found") {
             return Ok(None);
         }
-        return Err(failed(format!("{} exited with {}", program, output.status).into()));
+        return Err(failed(
+            format!("{} exited with {}", program, output.status).into(),
+        ));
     }
     let answer: HelperAnswer =
         serde_json::from_slice(&output.stdout).map_err(|e| failed(Box::new(e)))?;
@@ -273,7 +278,10 @@ mod tests {
     fn auths_entries_decode_basic_credentials() {
         let dir = tempfile::tempdir().unwrap();
         let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
-        let f = files(dir.path(), &format!(r#"{{"auths": {{"http://127.0.0.1:5000/v2/": {{"auth": "{auth}"}}}}}}"#));
+        let f = files(
+            dir.path(),
+            &format!(r#"{{"auths": {{"http://127.0.0.1:5000/v2/": {{"auth": "{auth}"}}}}}}"#),
+        );
         let c = lookup("127.0.0.1:5000", &f).unwrap();
         assert_eq!(
             c.secret,
@@ -282,7 +290,11 @@ mod tests {
                 password: Redacted::new("s3cret".into())
             }
         );
-        assert!(c.source.contains("auths.http://127.0.0.1:5000/v2/"), "{}", c.source);
+        assert!(
+            c.source.contains("auths.http://127.0.0.1:5000/v2/"),
+            "{}",
+            c.source
+        );
         assert!(!format!("{c:?}").contains("s3cret"));
         assert_eq!(lookup("other:1", &f).unwrap().secret, Secret::Anonymous);
     }
@@ -290,9 +302,16 @@ mod tests {
     #[test]
     fn a_missing_helper_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let f = files(dir.path(), r#"{"credHelpers": {"r.example": "ferry-test-missing"}}"#);
+        let f = files(
+            dir.path(),
+            r#"{"credHelpers": {"r.example": "ferry-test-missing"}}"#,
+        );
         let err = lookup("r.example", &f).unwrap_err();
-        assert!(err.to_string().contains("docker-credential-ferry-test-missing"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("docker-credential-ferry-test-missing"),
+            "{err}"
+        );
     }
 
     #[test]

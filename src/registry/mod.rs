@@ -204,9 +204,15 @@ impl ServerMessage {
                 codes: b.errors.into_iter().map(|e| e.code).collect(),
             },
             _ => {
-                let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string();
+                let text = String::from_utf8_lossy(&body[..body.len().min(200)])
+                    .trim()
+                    .to_string();
                 ServerMessage {
-                    text: if text.is_empty() { "(empty body)".to_string() } else { text },
+                    text: if text.is_empty() {
+                        "(empty body)".to_string()
+                    } else {
+                        text
+                    },
                     codes: Vec::new(),
                 }
             }

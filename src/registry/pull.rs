@@ -41,7 +41,8 @@ impl Client {
         platform: &Platform,
         layout: &Layout,
     ) -> Result<PulledImage, Error> {
-        let (mut bytes, mut media_type, mut digest) = self.fetch_manifest(repository, reference).await?;
+        let (mut bytes, mut media_type, mut digest) =
+            self.fetch_manifest(repository, reference).await?;
         if media_type == oci::INDEX || media_type == oci::DOCKER_MANIFEST_LIST {
             let index: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| self.protocol("manifest pull", format!("index is not JSON: {e}")))?;
@@ -55,7 +56,8 @@ impl Client {
                     let field = |k: &str| p.and_then(|p| p.get(k)).and_then(Value::as_str);
                     field("os") == Some(platform.os.as_str())
                         && field("architecture") == Some(platform.architecture.as_str())
-                        && (platform.variant.is_none() || field("variant") == platform.variant.as_deref())
+                        && (platform.variant.is_none()
+                            || field("variant") == platform.variant.as_deref())
                 })
                 .and_then(|m| m.get("digest").and_then(Value::as_str))
                 .ok_or_else(|| Error::NoPlatform {
@@ -70,11 +72,18 @@ impl Client {
             .map_err(Error::Layout)?;
         let manifest: Value = serde_json::from_slice(&bytes)
             .map_err(|e| self.protocol("manifest pull", format!("manifest is not JSON: {e}")))?;
-        let config: Descriptor = serde_json::from_value(manifest.get("config").cloned().unwrap_or(Value::Null))
-            .map_err(|e| self.protocol("manifest pull", format!("bad config descriptor: {e}")))?;
-        let layers: Vec<Descriptor> =
-            serde_json::from_value(manifest.get("layers").cloned().unwrap_or(Value::Array(Vec::new())))
-                .map_err(|e| self.protocol("manifest pull", format!("bad layer descriptors: {e}")))?;
+        let config: Descriptor =
+            serde_json::from_value(manifest.get("config").cloned().unwrap_or(Value::Null))
+                .map_err(|e| {
+                    self.protocol("manifest pull", format!("bad config descriptor: {e}"))
+                })?;
+        let layers: Vec<Descriptor> = serde_json::from_value(
+            manifest
+                .get("layers")
+                .cloned()
+                .unwrap_or(Value::Array(Vec::new())),
+        )
+        .map_err(|e| self.protocol("manifest pull", format!("bad layer descriptors: {e}")))?;
         let wanted: Vec<&Descriptor> = std::iter::once(&config).chain(&layers).collect();
         let sizes: Vec<u64> = stream::iter(wanted)
             .map(|d| self.fetch_blob(repository, d, layout))
@@ -101,7 +110,11 @@ impl Client {
     ///
     /// # Errors
     /// Transport, auth and status errors; [`Error::DigestMismatch`].
-    pub async fn fetch_manifest(&self, repository: &str, reference: &str) -> Result<(bytes::Bytes, String, String), Error> {
+    pub async fn fetch_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(bytes::Bytes, String, String), Error> {
         let op = Op::new("manifest pull", repository, false);
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
         let accept = oci::MANIFEST_TYPES.join(", ");
@@ -110,7 +123,9 @@ impl Client {
             .await?;
         if resp.status() != StatusCode::OK {
             let status = resp.status();
-            return Err(self.status_error(repository, "manifest pull", status, resp).await);
+            return Err(self
+                .status_error(repository, "manifest pull", status, resp)
+                .await);
         }
         let header_type = resp
             .headers()
@@ -133,7 +148,11 @@ impl Client {
         }
         let media_type = serde_json::from_slice::<Value>(&bytes)
             .ok()
-            .and_then(|v| v.get("mediaType").and_then(Value::as_str).map(str::to_string))
+            .and_then(|v| {
+                v.get("mediaType")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .or(header_type)
             .unwrap_or_else(|| oci::MANIFEST.to_string());
         Ok((bytes, media_type, digest))
@@ -141,7 +160,12 @@ impl Client {
 
     /// Downloads a blob into `layout` unless present, hashing as it streams; a mismatch
     /// leaves nothing behind. Returns the bytes downloaded.
-    async fn fetch_blob(&self, repository: &str, d: &Descriptor, layout: &Layout) -> Result<u64, Error> {
+    async fn fetch_blob(
+        &self,
+        repository: &str,
+        d: &Descriptor,
+        layout: &Layout,
+    ) -> Result<u64, Error> {
         if layout.has_blob(&d.digest) {
             layout.verify_blob(&d.digest).map_err(Error::Layout)?;
             return Ok(0);
@@ -151,10 +175,17 @@ impl Client {
         let mut resp = self.send(&op, || self.http().get(&url)).await?;
         if resp.status() != StatusCode::OK {
             let status = resp.status();
-            return Err(self.status_error(repository, "blob pull", status, resp).await);
+            return Err(self
+                .status_error(repository, "blob pull", status, resp)
+                .await);
         }
         let tmp = layout.temp_blob_path();
-        let io = |source| Error::Layout(crate::image::Error::Write { path: tmp.clone(), source });
+        let io = |source| {
+            Error::Layout(crate::image::Error::Write {
+                path: tmp.clone(),
+                source,
+            })
+        };
         let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
         let mut hasher = Sha256::new();
         let mut size = 0u64;

@@ -16,9 +16,9 @@ use serde::Serialize;
 
 use super::Error;
 use super::client::{Client, Op};
+use crate::image::canonical;
 use crate::image::layout::Index;
 use crate::image::oci::{self, Descriptor};
-use crate::image::canonical;
 
 /// A blob to push, stored in a local file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +149,11 @@ impl Client {
     ///
     /// # Errors
     /// Any failure pushing the image's blobs or manifest. Referrer failures are warnings.
-    pub async fn push(&self, req: &PushRequest, reporter: &dyn PushReporter) -> Result<PushOutcome, Error> {
+    pub async fn push(
+        &self,
+        req: &PushRequest,
+        reporter: &dyn PushReporter,
+    ) -> Result<PushOutcome, Error> {
         self.ping().await?;
         let repo = &req.repository;
         let op = Op::new("manifest check", repo, true);
@@ -164,8 +168,11 @@ impl Client {
                 })
                 .collect()
         } else {
-            let blobs = self.push_blobs(repo, &req.blobs, &req.mount_from, reporter).await?;
-            self.put_manifest(repo, &req.digest, &req.media_type, &req.manifest).await?;
+            let blobs = self
+                .push_blobs(repo, &req.blobs, &req.mount_from, reporter)
+                .await?;
+            self.put_manifest(repo, &req.digest, &req.media_type, &req.manifest)
+                .await?;
             reporter.manifest_put(&req.digest);
             blobs
         };
@@ -176,14 +183,20 @@ impl Client {
                 None
             };
             if current.as_deref() != Some(req.digest.as_str()) {
-                self.put_manifest(repo, tag, &req.media_type, &req.manifest).await?;
+                self.put_manifest(repo, tag, &req.media_type, &req.manifest)
+                    .await?;
                 reporter.manifest_put(tag);
             }
         }
         let (referrers, warnings) = self.push_referrers(req, reporter).await;
         let bytes_uploaded = blobs
             .iter()
-            .filter(|b| matches!(b.action, BlobAction::Uploaded | BlobAction::UploadedChunked { .. }))
+            .filter(|b| {
+                matches!(
+                    b.action,
+                    BlobAction::Uploaded | BlobAction::UploadedChunked { .. }
+                )
+            })
             .map(|b| b.size)
             .sum();
         Ok(PushOutcome {
@@ -213,7 +226,9 @@ impl Client {
                     .to_string(),
             )),
             StatusCode::NOT_FOUND => Ok(None),
-            status => Err(self.status_error(&op.repository, "manifest HEAD", status, resp).await),
+            status => Err(self
+                .status_error(&op.repository, "manifest HEAD", status, resp)
+                .await),
         }
     }
 
@@ -242,7 +257,12 @@ impl Client {
     }
 
     /// One blob: HEAD, else mount, else upload.
-    async fn push_blob(&self, repo: &str, blob: &Blob, mount_from: &[String]) -> Result<BlobAction, Error> {
+    async fn push_blob(
+        &self,
+        repo: &str,
+        blob: &Blob,
+        mount_from: &[String],
+    ) -> Result<BlobAction, Error> {
         let op = Op::new("blob upload", repo, true);
         let head_url = self.url(&format!("/v2/{repo}/blobs/{}", blob.digest));
         let head = self.send(&op, || self.http().head(&head_url)).await?;
@@ -258,7 +278,9 @@ impl Client {
                 blob.digest
             ));
             let resp = self
-                .send(&mount_op, || self.http().post(&url).header(CONTENT_LENGTH, 0))
+                .send(&mount_op, || {
+                    self.http().post(&url).header(CONTENT_LENGTH, 0)
+                })
                 .await?;
             match resp.status() {
                 StatusCode::CREATED => return Ok(BlobAction::Mounted { from: from.clone() }),
@@ -309,7 +331,9 @@ impl Client {
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
             let status = resp.status();
-            return Err(self.status_error(&op.repository, "upload start", status, resp).await);
+            return Err(self
+                .status_error(&op.repository, "upload start", status, resp)
+                .await);
         }
         let min = resp
             .headers()
@@ -321,7 +345,12 @@ impl Client {
     }
 
     /// Chunked upload: PATCH with `Content-Range` per chunk, then PUT with the digest.
-    async fn upload_chunked(&self, op: &Op, blob: &Blob, location: Option<String>) -> Result<BlobAction, Error> {
+    async fn upload_chunked(
+        &self,
+        op: &Op,
+        blob: &Blob,
+        location: Option<String>,
+    ) -> Result<BlobAction, Error> {
         let (mut location, min) = match location {
             Some(l) => (l, 0),
             None => self.start_upload(op).await?,
@@ -332,7 +361,8 @@ impl Client {
         let mut chunks = 0;
         while start < bytes.len() as u64 {
             let end = (start + chunk).min(bytes.len() as u64);
-            let part = bytes.slice(usize::try_from(start).unwrap_or(0)..usize::try_from(end).unwrap_or(0));
+            let part =
+                bytes.slice(usize::try_from(start).unwrap_or(0)..usize::try_from(end).unwrap_or(0));
             let url = location.clone();
             let resp = self
                 .send(op, || {
@@ -346,7 +376,9 @@ impl Client {
                 .await?;
             if resp.status() != StatusCode::ACCEPTED {
                 let status = resp.status();
-                return Err(self.status_error(&op.repository, "chunk upload", status, resp).await);
+                return Err(self
+                    .status_error(&op.repository, "chunk upload", status, resp)
+                    .await);
             }
             location = self.location(&resp, "chunk upload")?;
             start = end;
@@ -361,13 +393,21 @@ impl Client {
                 self.check_digest(&resp, &op.repository, &blob.digest)?;
                 Ok(BlobAction::UploadedChunked { chunks })
             }
-            status => Err(self.status_error(&op.repository, "upload commit", status, resp).await),
+            status => Err(self
+                .status_error(&op.repository, "upload commit", status, resp)
+                .await),
         }
     }
 
     /// `PUT /v2/<repo>/manifests/<reference>`; returns whether the registry processed a
     /// `subject` (`OCI-Subject` header).
-    async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &Bytes) -> Result<bool, Error> {
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &Bytes,
+    ) -> Result<bool, Error> {
         let op = Op::new("manifest upload", repo, true);
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let resp = self
@@ -383,12 +423,18 @@ impl Client {
                 self.check_digest(&resp, repo, &oci::sha256_digest(bytes))?;
                 Ok(resp.headers().contains_key("oci-subject"))
             }
-            status => Err(self.status_error(repo, "manifest upload", status, resp).await),
+            status => Err(self
+                .status_error(repo, "manifest upload", status, resp)
+                .await),
         }
     }
 
     /// Pushes the referrers; every failure becomes a warning.
-    async fn push_referrers(&self, req: &PushRequest, reporter: &dyn PushReporter) -> (Vec<ReferrerOutcome>, Vec<String>) {
+    async fn push_referrers(
+        &self,
+        req: &PushRequest,
+        reporter: &dyn PushReporter,
+    ) -> (Vec<ReferrerOutcome>, Vec<String>) {
         let mut outcomes = Vec::new();
         let mut warnings = Vec::new();
         let mut need_fallback = Vec::new();
@@ -399,9 +445,16 @@ impl Client {
                 if self.manifest_exists(&op, &artifact.digest).await?.is_some() {
                     return Ok::<_, Error>("existed");
                 }
-                self.push_blobs(repo, &artifact.blobs, &[], reporter).await?;
-                let indexed = self.put_manifest(repo, &artifact.digest, oci::MANIFEST, &artifact.manifest).await?;
-                Ok(if indexed { "referrers-api" } else { "tag-schema" })
+                self.push_blobs(repo, &artifact.blobs, &[], reporter)
+                    .await?;
+                let indexed = self
+                    .put_manifest(repo, &artifact.digest, oci::MANIFEST, &artifact.manifest)
+                    .await?;
+                Ok(if indexed {
+                    "referrers-api"
+                } else {
+                    "tag-schema"
+                })
             }
             .await;
             match result {
@@ -436,7 +489,11 @@ impl Client {
     }
 
     /// The tag-schema fallback: tag `sha256-<hex>` holds an index of the referrers.
-    async fn update_referrers_tag(&self, req: &PushRequest, artifacts: &[&Artifact]) -> Result<(), Error> {
+    async fn update_referrers_tag(
+        &self,
+        req: &PushRequest,
+        artifacts: &[&Artifact],
+    ) -> Result<(), Error> {
         let repo = &req.repository;
         let tag = format!("sha256-{}", oci::digest_hex(&req.digest));
         let op = Op::new("referrers index", repo, true);
@@ -451,11 +508,16 @@ impl Client {
                     operation: "referrers index".into(),
                     source: e,
                 })?;
-                serde_json::from_slice::<Index>(&body)
-                    .map_err(|e| self.protocol("referrers index", format!("tag {tag} is not an index: {e}")))?
+                serde_json::from_slice::<Index>(&body).map_err(|e| {
+                    self.protocol("referrers index", format!("tag {tag} is not an index: {e}"))
+                })?
             }
             StatusCode::NOT_FOUND => Index::new(Vec::new()),
-            status => return Err(self.status_error(repo, "referrers index", status, resp).await),
+            status => {
+                return Err(self
+                    .status_error(repo, "referrers index", status, resp)
+                    .await);
+            }
         };
         let before = index.manifests.len();
         for artifact in artifacts {
@@ -472,7 +534,8 @@ impl Client {
         index.media_type = Some(oci::INDEX.to_string());
         let bytes = canonical::to_vec_of(&index)
             .map_err(|e| self.protocol("referrers index", e.to_string()))?;
-        self.put_manifest(repo, &tag, oci::INDEX, &Bytes::from(bytes)).await?;
+        self.put_manifest(repo, &tag, oci::INDEX, &Bytes::from(bytes))
+            .await?;
         Ok(())
     }
 
@@ -484,8 +547,17 @@ impl Client {
             .ok_or_else(|| self.protocol(operation, "no Location header"))
     }
 
-    fn check_digest(&self, resp: &reqwest::Response, repo: &str, digest: &str) -> Result<(), Error> {
-        match resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
+    fn check_digest(
+        &self,
+        resp: &reqwest::Response,
+        repo: &str,
+        digest: &str,
+    ) -> Result<(), Error> {
+        match resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(actual) if actual != digest => Err(Error::DigestMismatch {
                 registry: self.registry().to_string(),
                 repository: repo.to_string(),

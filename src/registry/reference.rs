@@ -67,7 +67,9 @@ impl Reference {
         if let Some(tag) = &tag
             && !valid_tag(tag)
         {
-            return Err(bad("the tag must be 1-128 of [A-Za-z0-9_.-], not starting with . or -"));
+            return Err(bad(
+                "the tag must be 1-128 of [A-Za-z0-9_.-], not starting with . or -",
+            ));
         }
         Ok(Reference {
             registry,
@@ -180,7 +182,13 @@ mod tests {
 
     #[test]
     fn invalid_references_say_why() {
-        for bad in ["Reg.io/Upper", "r.io/a//b", "r.io/a:-tag", "r.io/a@sha256:zz", "r.io/a-"] {
+        for bad in [
+            "Reg.io/Upper",
+            "r.io/a//b",
+            "r.io/a:-tag",
+            "r.io/a@sha256:zz",
+            "r.io/a-",
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad}");
         }
         assert!(valid_repository("a__b/c-d.e/f---g"));

@@ -17,7 +17,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
+};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
@@ -36,9 +38,11 @@ impl Project {
     fn demo(namespace: &str, extra_env: &str) -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        std::fs::copy(root.join("ferry.yaml"), dir.path().join("ferry.yaml")).expect("copy ferry.yaml");
+        std::fs::copy(root.join("ferry.yaml"), dir.path().join("ferry.yaml"))
+            .expect("copy ferry.yaml");
         copy_dir(&root.join("templates"), &dir.path().join("templates"));
-        std::fs::create_dir_all(dir.path().join("environments")).expect("environments dir");
+        // The pipeline names the demo's environments: bring them along.
+        copy_dir(&root.join("environments"), &dir.path().join("environments"));
         let project = Project { dir };
         project.write("secrets.yaml", "db-password: acceptance-only\n");
         project.environment(namespace, extra_env);
@@ -121,7 +125,11 @@ impl Run {
             .filter(|e| e["event"] == "applied" || e["event"] == "pruned")
             .map(|e| {
                 (
-                    format!("{}/{}", e["id"]["kind"].as_str().unwrap_or("?"), e["id"]["name"].as_str().unwrap_or("?")),
+                    format!(
+                        "{}/{}",
+                        e["id"]["kind"].as_str().unwrap_or("?"),
+                        e["id"]["name"].as_str().unwrap_or("?")
+                    ),
                     e["action"].as_str().unwrap_or("?").to_string(),
                 )
             })
@@ -181,7 +189,8 @@ where
         .collect()
 }
 
-const EXTRA_CONFIGMAP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n";
+const EXTRA_CONFIGMAP: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n";
 
 #[tokio::test]
 async fn provision_twice_changes_nothing_the_second_time() {
@@ -205,39 +214,97 @@ async fn provision_twice_changes_nothing_the_second_time() {
         "Role/ferry-deployer",
         "RoleBinding/ferry-deployer",
     ] {
-        assert!(actions.keys().any(|k| k.starts_with(expected)), "{expected} missing: {actions:#?}");
+        assert!(
+            actions.keys().any(|k| k.starts_with(expected)),
+            "{expected} missing: {actions:#?}"
+        );
     }
 
     let second = ferry(project.path(), &["provision", "t", "--output", "json"], &[]).await;
     second.assert_code(0, "second provision");
-    let changed: Vec<_> = second.actions().into_iter().filter(|(_, a)| a != "unchanged").collect();
-    assert!(changed.is_empty(), "the second provision changed {changed:?}");
+    let changed: Vec<_> = second
+        .actions()
+        .into_iter()
+        .filter(|(_, a)| a != "unchanged")
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the second provision changed {changed:?}"
+    );
     let finished = second.events().pop().expect("a finished event");
     assert_eq!(finished["event"], "finished");
     assert_eq!(finished["changes"], 0);
 
     // What was made.
     let client = ns.client.clone();
-    let namespace = Api::<Namespace>::all(client.clone()).get(ns.name()).await.expect("namespace");
+    let namespace = Api::<Namespace>::all(client.clone())
+        .get(ns.name())
+        .await
+        .expect("namespace");
     let labels = namespace.metadata.labels.unwrap_or_default();
     for mode in ["enforce", "audit", "warn"] {
-        assert_eq!(labels.get(&format!("pod-security.kubernetes.io/{mode}")).map(String::as_str), Some("restricted"));
-        assert_eq!(labels.get(&format!("pod-security.kubernetes.io/{mode}-version")).map(String::as_str), Some("v1.36"));
+        assert_eq!(
+            labels
+                .get(&format!("pod-security.kubernetes.io/{mode}"))
+                .map(String::as_str),
+            Some("restricted")
+        );
+        assert_eq!(
+            labels
+                .get(&format!("pod-security.kubernetes.io/{mode}-version"))
+                .map(String::as_str),
+            Some("v1.36")
+        );
     }
-    let deny = ns.api::<NetworkPolicy>().get("ferry-default-deny").await.expect("default deny");
+    let deny = ns
+        .api::<NetworkPolicy>()
+        .get("ferry-default-deny")
+        .await
+        .expect("default deny");
     let spec = deny.spec.expect("spec");
-    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string(), "Egress".to_string()]));
-    let allow = ns.api::<NetworkPolicy>().get("ferry-allow-demo-web").await.expect("allowance");
+    assert_eq!(
+        spec.policy_types,
+        Some(vec!["Ingress".to_string(), "Egress".to_string()])
+    );
+    let allow = ns
+        .api::<NetworkPolicy>()
+        .get("ferry-allow-demo-web")
+        .await
+        .expect("allowance");
     let port = serde_json::to_value(&allow.spec).expect("json")["ingress"][0]["ports"][0].clone();
     assert_eq!(port, json!({"port": 8080, "protocol": "TCP"}));
-    let quota = ns.api::<ResourceQuota>().get("ferry-quota").await.expect("quota");
-    assert_eq!(serde_json::to_value(quota.spec).expect("json")["hard"]["pods"], "20");
-    let limits = ns.api::<LimitRange>().get("ferry-limits").await.expect("limit range");
-    assert_eq!(serde_json::to_value(limits.spec).expect("json")["limits"][0]["default"]["memory"], "128Mi");
-    let sa = ns.api::<ServiceAccount>().get("ferry-deployer").await.expect("deployer SA");
+    let quota = ns
+        .api::<ResourceQuota>()
+        .get("ferry-quota")
+        .await
+        .expect("quota");
+    assert_eq!(
+        serde_json::to_value(quota.spec).expect("json")["hard"]["pods"],
+        "20"
+    );
+    let limits = ns
+        .api::<LimitRange>()
+        .get("ferry-limits")
+        .await
+        .expect("limit range");
+    assert_eq!(
+        serde_json::to_value(limits.spec).expect("json")["limits"][0]["default"]["memory"],
+        "128Mi"
+    );
+    let sa = ns
+        .api::<ServiceAccount>()
+        .get("ferry-deployer")
+        .await
+        .expect("deployer SA");
     assert_eq!(sa.automount_service_account_token, Some(false));
-    ns.api::<Role>().get("ferry-deployer").await.expect("deployer Role");
-    ns.api::<RoleBinding>().get("ferry-deployer").await.expect("deployer RoleBinding");
+    ns.api::<Role>()
+        .get("ferry-deployer")
+        .await
+        .expect("deployer Role");
+    ns.api::<RoleBinding>()
+        .get("ferry-deployer")
+        .await
+        .expect("deployer RoleBinding");
 }
 
 #[tokio::test]
@@ -245,36 +312,88 @@ async fn a_deployer_bound_by_provision_can_apply_and_is_refused_elsewhere() {
     let ns = TestNamespace::new("deployer").await;
     let elsewhere = TestNamespace::new("elsewhere").await;
     let limited = cluster().var("FERRY_TEST_LIMITED_CONTEXT").to_string();
-    let project = Project::demo(ns.name(), "deployers:\n  - {kind: User, name: ferry-limited}\n");
+    let project = Project::demo(
+        ns.name(),
+        "deployers:\n  - {kind: User, name: ferry-limited}\n",
+    );
 
     // The printed RBAC is exactly what provision creates.
-    let printed = ferry(project.path(), &["provision", "t", "--print-rbac", "--output", "json"], &[]).await;
+    let printed = ferry(
+        project.path(),
+        &["provision", "t", "--print-rbac", "--output", "json"],
+        &[],
+    )
+    .await;
     printed.assert_code(0, "print-rbac");
     let docs: Vec<Value> = serde_json::from_str(printed.stdout.trim()).expect("a JSON list");
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
-    assert_eq!(kinds, vec!["Role", "RoleBinding"], "a namespaced bundle needs no ClusterRole");
+    assert_eq!(
+        kinds,
+        vec!["Role", "RoleBinding"],
+        "a namespaced bundle needs no ClusterRole"
+    );
     let rules = docs[0]["rules"].as_array().expect("rules");
-    let verbs: Vec<&Value> = rules.iter().flat_map(|r| r["verbs"].as_array().into_iter().flatten()).collect();
-    assert!(!verbs.iter().any(|v| *v == "*" || *v == "update" || *v == "escalate"), "{rules:#?}");
+    let verbs: Vec<&Value> = rules
+        .iter()
+        .flat_map(|r| r["verbs"].as_array().into_iter().flatten())
+        .collect();
+    assert!(
+        !verbs
+            .iter()
+            .any(|v| *v == "*" || *v == "update" || *v == "escalate"),
+        "{rules:#?}"
+    );
 
-    ferry(project.path(), &["provision", "t"], &[]).await.assert_code(0, "provision");
+    ferry(project.path(), &["provision", "t"], &[])
+        .await
+        .assert_code(0, "provision");
     let role = ns.api::<Role>().get("ferry-deployer").await.expect("role");
-    assert_eq!(serde_json::to_value(&role.rules).expect("json"), docs[0]["rules"]);
+    assert_eq!(
+        serde_json::to_value(&role.rules).expect("json"),
+        docs[0]["rules"]
+    );
 
     // The limited user applies the demo in its namespace.
-    let applied = ferry(project.path(), &["apply", "t", "--context", &limited, "--output", "json"], &[]).await;
+    let applied = ferry(
+        project.path(),
+        &["apply", "t", "--context", &limited, "--output", "json"],
+        &[],
+    )
+    .await;
     applied.assert_code(0, "apply as the deployer");
-    assert_eq!(applied.actions().get("Deployment/demo-web").map(String::as_str), Some("created"));
-    ferry(project.path(), &["diff", "t", "--context", &limited], &[]).await.assert_code(0, "diff as the deployer");
+    assert_eq!(
+        applied
+            .actions()
+            .get("Deployment/demo-web")
+            .map(String::as_str),
+        Some("created")
+    );
+    ferry(project.path(), &["diff", "t", "--context", &limited], &[])
+        .await
+        .assert_code(0, "diff as the deployer");
     ferry(project.path(), &["status", "t", "--context", &limited], &[]).await;
 
     // ... and nowhere else.
     project.environment(elsewhere.name(), "");
     let refused = ferry(project.path(), &["apply", "t", "--context", &limited], &[]).await;
     refused.assert_code(2, "apply outside the deployer's namespace");
-    assert!(refused.stderr.contains("the identity `ferry-limited` lacks `get` on secrets"), "{}", refused.stderr);
-    assert!(refused.stderr.contains(elsewhere.name()), "{}", refused.stderr);
-    assert!(refused.stderr.contains("nothing was changed"), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("the identity `ferry-limited` lacks `get` on secrets"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains(elsewhere.name()),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("nothing was changed"),
+        "{}",
+        refused.stderr
+    );
 }
 
 #[tokio::test]
@@ -286,13 +405,24 @@ async fn the_limited_identity_gets_a_clear_refusal() {
         let run = ferry(project.path(), &[command, "t", "--context", &limited], &[]).await;
         run.assert_code(2, command);
         assert!(run.stderr.contains("error: "), "{}", run.stderr);
-        assert!(run.stderr.contains("(403 Forbidden)"), "{command}: {}", run.stderr);
         assert!(
-            run.stderr.contains(&format!("hint: the identity `ferry-limited` lacks `get` on secrets in `{}`", ns.name())),
+            run.stderr.contains("(403 Forbidden)"),
             "{command}: {}",
             run.stderr
         );
-        assert!(run.stderr.contains("ferry provision t --print-rbac"), "{command}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "hint: the identity `ferry-limited` lacks `get` on secrets in `{}`",
+                ns.name()
+            )),
+            "{command}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("ferry provision t --print-rbac"),
+            "{command}: {}",
+            run.stderr
+        );
     }
 }
 
@@ -307,14 +437,28 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
     let actions = first.actions();
     assert_eq!(actions.len(), 9, "{actions:#?}");
     assert!(actions.values().all(|a| a == "created"), "{actions:#?}");
-    let deployment = ns.api::<Deployment>().get("demo-web").await.expect("deployment");
-    let labels = deployment.metadata.labels.unwrap_or_default();
-    assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("ferry"));
-    assert!(labels.get("applyset.kubernetes.io/part-of").is_some_and(|id| id.starts_with("applyset-")));
-    let parent = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(ns.client.clone(), ns.name())
-        .get("ferry-demo")
+    let deployment = ns
+        .api::<Deployment>()
+        .get("demo-web")
         .await
-        .expect("applyset parent");
+        .expect("deployment");
+    let labels = deployment.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("ferry")
+    );
+    assert!(
+        labels
+            .get("applyset.kubernetes.io/part-of")
+            .is_some_and(|id| id.starts_with("applyset-"))
+    );
+    let parent =
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(ns.client.clone(), ns.name())
+            .get("ferry-demo")
+            .await
+            .expect("applyset parent");
     let annotations = parent.metadata.annotations.unwrap_or_default();
     assert!(annotations["applyset.kubernetes.io/tooling"].starts_with("ferry/v"));
     assert!(annotations["applyset.kubernetes.io/contains-group-kinds"].contains("Deployment.apps"));
@@ -322,24 +466,80 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
     // Again: nothing changes.
     let again = ferry(project.path(), &["apply", "t", "--output", "json"], &[]).await;
     again.assert_code(0, "second apply");
-    assert!(again.actions().values().all(|a| a == "unchanged"), "{:#?}", again.actions());
+    assert!(
+        again.actions().values().all(|a| a == "unchanged"),
+        "{:#?}",
+        again.actions()
+    );
 
     // One value that only the Deployment uses: exactly that object changes.
-    let before_cm = resource_versions(&ns.api::<ConfigMap>().list(&ListParams::default()).await.expect("list").items);
-    let before_svc = resource_versions(&ns.api::<Service>().list(&ListParams::default()).await.expect("list").items);
-    let changed = ferry(project.path(), &["apply", "t", "--set", "replicas=3", "--output", "json"], &[]).await;
+    let before_cm = resource_versions(
+        &ns.api::<ConfigMap>()
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items,
+    );
+    let before_svc = resource_versions(
+        &ns.api::<Service>()
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items,
+    );
+    let changed = ferry(
+        project.path(),
+        &["apply", "t", "--set", "replicas=3", "--output", "json"],
+        &[],
+    )
+    .await;
     changed.assert_code(0, "apply with a changed value");
     let actions = changed.actions();
     let moved: Vec<_> = actions.iter().filter(|(_, a)| *a != "unchanged").collect();
-    assert_eq!(moved, vec![(&"Deployment/demo-web".to_string(), &"configured".to_string())], "{actions:#?}");
-    let replicas = ns.api::<Deployment>().get("demo-web").await.expect("deployment").spec.and_then(|s| s.replicas);
+    assert_eq!(
+        moved,
+        vec![(
+            &"Deployment/demo-web".to_string(),
+            &"configured".to_string()
+        )],
+        "{actions:#?}"
+    );
+    let replicas = ns
+        .api::<Deployment>()
+        .get("demo-web")
+        .await
+        .expect("deployment")
+        .spec
+        .and_then(|s| s.replicas);
     assert_eq!(replicas, Some(3));
-    assert_eq!(before_cm, resource_versions(&ns.api::<ConfigMap>().list(&ListParams::default()).await.expect("list").items));
-    assert_eq!(before_svc, resource_versions(&ns.api::<Service>().list(&ListParams::default()).await.expect("list").items));
+    assert_eq!(
+        before_cm,
+        resource_versions(
+            &ns.api::<ConfigMap>()
+                .list(&ListParams::default())
+                .await
+                .expect("list")
+                .items
+        )
+    );
+    assert_eq!(
+        before_svc,
+        resource_versions(
+            &ns.api::<Service>()
+                .list(&ListParams::default())
+                .await
+                .expect("list")
+                .items
+        )
+    );
 
     // A hand-made object with the same labels, not applied by ferry.
     let mut handmade_labels = labels.clone();
-    handmade_labels.retain(|k, _| k.starts_with("applyset.") || k.starts_with("ferry.dev/") || k.starts_with("app.kubernetes.io/managed-by"));
+    handmade_labels.retain(|k, _| {
+        k.starts_with("applyset.")
+            || k.starts_with("ferry.dev/")
+            || k.starts_with("app.kubernetes.io/managed-by")
+    });
     let handmade = ConfigMap {
         metadata: ObjectMeta {
             name: Some("handmade".to_string()),
@@ -349,18 +549,48 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
         data: Some(BTreeMap::from([("x".to_string(), "y".to_string())])),
         ..ConfigMap::default()
     };
-    ns.api::<ConfigMap>().create(&PostParams::default(), &handmade).await.expect("create handmade");
+    ns.api::<ConfigMap>()
+        .create(&PostParams::default(), &handmade)
+        .await
+        .expect("create handmade");
 
     // Remove a template: its object is pruned, the hand-made one stays.
     project.remove("templates/extra.yaml.hbs");
-    let pruned = ferry(project.path(), &["apply", "t", "--set", "replicas=3", "--output", "json"], &[]).await;
+    let pruned = ferry(
+        project.path(),
+        &["apply", "t", "--set", "replicas=3", "--output", "json"],
+        &[],
+    )
+    .await;
     pruned.assert_code(0, "apply after removing a template");
     let actions = pruned.actions();
-    assert_eq!(actions.get("ConfigMap/extra").map(String::as_str), Some("pruned"), "{actions:#?}");
+    assert_eq!(
+        actions.get("ConfigMap/extra").map(String::as_str),
+        Some("pruned"),
+        "{actions:#?}"
+    );
     assert!(!actions.contains_key("ConfigMap/handmade"), "{actions:#?}");
-    assert_eq!(actions.values().filter(|a| *a != "unchanged").count(), 1, "{actions:#?}");
-    assert!(ns.api::<ConfigMap>().get_opt("extra").await.expect("get").is_none(), "extra was not deleted");
-    assert!(ns.api::<ConfigMap>().get_opt("handmade").await.expect("get").is_some(), "handmade was deleted");
+    assert_eq!(
+        actions.values().filter(|a| *a != "unchanged").count(),
+        1,
+        "{actions:#?}"
+    );
+    assert!(
+        ns.api::<ConfigMap>()
+            .get_opt("extra")
+            .await
+            .expect("get")
+            .is_none(),
+        "extra was not deleted"
+    );
+    assert!(
+        ns.api::<ConfigMap>()
+            .get_opt("handmade")
+            .await
+            .expect("get")
+            .is_some(),
+        "handmade was deleted"
+    );
 
     // Status: everything in sync; a scale by someone else shows as drift.
     let mut healthy = false;
@@ -377,17 +607,31 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
     }
     assert!(healthy, "the demo never became healthy in `ferry status`");
     ns.api::<Deployment>()
-        .patch("demo-web", &PatchParams::apply("someone-else").force(), &Patch::Apply(json!({
-            "apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 1}
-        })))
+        .patch(
+            "demo-web",
+            &PatchParams::apply("someone-else").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 1}
+            })),
+        )
         .await
         .expect("scale by another manager");
     let drifted = ferry(project.path(), &["status", "t", "--output", "json"], &[]).await;
     drifted.assert_code(1, "status after drift");
     let doc: Value = serde_json::from_str(&drifted.stdout).expect("JSON");
-    let deployment = doc["objects"].as_array().into_iter().flatten().find(|o| o["id"]["kind"] == "Deployment").expect("deployment");
+    let deployment = doc["objects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["id"]["kind"] == "Deployment")
+        .expect("deployment");
     assert_eq!(deployment["drift"]["state"], "modified", "{deployment:#}");
-    assert!(deployment["drift"]["by"].as_array().is_some_and(|b| b.iter().any(|m| m == "someone-else")), "{deployment:#}");
+    assert!(
+        deployment["drift"]["by"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|m| m == "someone-else")),
+        "{deployment:#}"
+    );
 }
 
 /// Deletes a (cluster-scoped) CRD when dropped, from its own thread and runtime like
@@ -398,7 +642,9 @@ impl Drop for DeleteCrd {
     fn drop(&mut self) {
         let name = self.0.clone();
         let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
                 let client = cluster().client().await;
                 let _ = Api::<CustomResourceDefinition>::all(client)
@@ -439,15 +685,30 @@ spec:
                 size: {{type: integer}}
 "#
     );
-    let widget = format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n");
-    let project = Project::custom("crdtest", ns.name(), &[("crd.yaml.hbs", &crd), ("widget.yaml.hbs", &widget)]);
+    let widget =
+        format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n");
+    let project = Project::custom(
+        "crdtest",
+        ns.name(),
+        &[("crd.yaml.hbs", &crd), ("widget.yaml.hbs", &widget)],
+    );
     let _cleanup = DeleteCrd(crd_name.clone());
     let run = ferry(project.path(), &["apply", "t", "--output", "json"], &[]).await;
     run.assert_code(0, "apply of a CRD and its instance");
     let client = ns.client.clone();
     let actions = run.actions();
-    assert_eq!(actions.get(&format!("CustomResourceDefinition/{crd_name}")).map(String::as_str), Some("created"), "{actions:#?}");
-    assert_eq!(actions.get("Widget/w1").map(String::as_str), Some("created"), "{actions:#?}");
+    assert_eq!(
+        actions
+            .get(&format!("CustomResourceDefinition/{crd_name}"))
+            .map(String::as_str),
+        Some("created"),
+        "{actions:#?}"
+    );
+    assert_eq!(
+        actions.get("Widget/w1").map(String::as_str),
+        Some("created"),
+        "{actions:#?}"
+    );
     let resource = ApiResource {
         group: group.clone(),
         version: "v1".to_string(),
@@ -460,7 +721,11 @@ spec:
     assert_eq!(w.data["spec"]["size"], 3);
     let again = ferry(project.path(), &["apply", "t", "--output", "json"], &[]).await;
     again.assert_code(0, "re-apply of a CRD and its instance");
-    assert!(again.actions().values().all(|a| a == "unchanged"), "{:#?}", again.actions());
+    assert!(
+        again.actions().values().all(|a| a == "unchanged"),
+        "{:#?}",
+        again.actions()
+    );
 }
 
 #[tokio::test]
@@ -469,19 +734,41 @@ async fn diff_exits_0_without_changes_and_1_with_them() {
     let project = Project::demo(ns.name(), "values:\n  replicas: 2\n");
     let before = ferry(project.path(), &["diff", "t"], &[]).await;
     before.assert_code(1, "diff before the first apply");
-    assert!(before.stdout.contains("+kind: Deployment"), "{}", before.stdout);
-    assert!(!before.stdout.contains("acceptance-only"), "a secret value leaked:\n{}", before.stdout);
+    assert!(
+        before.stdout.contains("+kind: Deployment"),
+        "{}",
+        before.stdout
+    );
+    assert!(
+        !before.stdout.contains("acceptance-only"),
+        "a secret value leaked:\n{}",
+        before.stdout
+    );
 
-    ferry(project.path(), &["apply", "t"], &[]).await.assert_code(0, "apply");
+    ferry(project.path(), &["apply", "t"], &[])
+        .await
+        .assert_code(0, "apply");
     let same = ferry(project.path(), &["diff", "t"], &[]).await;
     same.assert_code(0, "diff right after the apply");
     assert_eq!(same.stdout, "", "no diff expected");
 
     let changed = ferry(project.path(), &["diff", "t", "--set", "replicas=3"], &[]).await;
     changed.assert_code(1, "diff with a changed value");
-    assert!(changed.stdout.contains("--- live/Deployment/"), "{}", changed.stdout);
-    assert!(changed.stdout.contains("-  replicas: 2") && changed.stdout.contains("+  replicas: 3"), "{}", changed.stdout);
-    assert!(!changed.stdout.contains("resourceVersion") && !changed.stdout.contains("managedFields"), "{}", changed.stdout);
+    assert!(
+        changed.stdout.contains("--- live/Deployment/"),
+        "{}",
+        changed.stdout
+    );
+    assert!(
+        changed.stdout.contains("-  replicas: 2") && changed.stdout.contains("+  replicas: 3"),
+        "{}",
+        changed.stdout
+    );
+    assert!(
+        !changed.stdout.contains("resourceVersion") && !changed.stdout.contains("managedFields"),
+        "{}",
+        changed.stdout
+    );
 
     project.write("secrets.yaml", "db-password: another-value\n");
     let secret = ferry(project.path(), &["diff", "t", "--output", "json"], &[]).await;
@@ -491,15 +778,24 @@ async fn diff_exits_0_without_changes_and_1_with_them() {
     let objects = doc["objects"].as_array().expect("objects");
     assert_eq!(objects.len(), 1, "{doc:#}");
     let diff = objects[0]["diff"].as_str().expect("diff text");
-    assert!(diff.contains("*** (before)") && diff.contains("*** (after)"), "{diff}");
-    assert!(!secret.stdout.contains("another-value") && !secret.stdout.contains("YW5vdGhlci12YWx1ZQ"), "{diff}");
+    assert!(
+        diff.contains("*** (before)") && diff.contains("*** (after)"),
+        "{diff}"
+    );
+    assert!(
+        !secret.stdout.contains("another-value") && !secret.stdout.contains("YW5vdGhlci12YWx1ZQ"),
+        "{diff}"
+    );
 }
 
 #[tokio::test]
 async fn an_invalid_object_stops_its_wave_and_every_later_one() {
     let ns = TestNamespace::new("invalid").await;
     let templates = [
-        ("config.yaml.hbs", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n"),
+        (
+            "config.yaml.hbs",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n",
+        ),
         (
             "services.yaml.hbs",
             "apiVersion: v1\nkind: Service\nmetadata:\n  name: good\nspec:\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: bad\nspec:\n  ports: [{port: 99999}]\n",
@@ -512,14 +808,57 @@ async fn an_invalid_object_stops_its_wave_and_every_later_one() {
     let project = Project::custom("broken", ns.name(), &templates);
     let run = ferry(project.path(), &["apply", "t", "--no-lint"], &[]).await;
     run.assert_code(3, "apply with an invalid Service after a valid ConfigMap");
-    assert!(run.stderr.contains("stopped in the services wave"), "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("failed to dry-run Service {}/bad (from templates/services.yaml.hbs)", ns.name())), "{}", run.stderr);
-    assert!(run.stderr.contains("99999"), "the server's reason is shown: {}", run.stderr);
+    assert!(
+        run.stderr.contains("stopped in the services wave"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "failed to dry-run Service {}/bad (from templates/services.yaml.hbs)",
+            ns.name()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("99999"),
+        "the server's reason is shown: {}",
+        run.stderr
+    );
     assert!(run.stderr.contains("Created ConfigMap"), "{}", run.stderr);
-    assert!(ns.api::<ConfigMap>().get_opt("settings").await.expect("get").is_some(), "the earlier wave was applied");
-    assert!(ns.api::<Service>().get_opt("good").await.expect("get").is_none(), "nothing of the failing wave");
-    assert!(ns.api::<Deployment>().get_opt("web").await.expect("get").is_none(), "nothing after the failing wave");
-    assert!(ns.api::<PodDisruptionBudget>().list(&ListParams::default()).await.expect("list").items.is_empty());
+    assert!(
+        ns.api::<ConfigMap>()
+            .get_opt("settings")
+            .await
+            .expect("get")
+            .is_some(),
+        "the earlier wave was applied"
+    );
+    assert!(
+        ns.api::<Service>()
+            .get_opt("good")
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing of the failing wave"
+    );
+    assert!(
+        ns.api::<Deployment>()
+            .get_opt("web")
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing after the failing wave"
+    );
+    assert!(
+        ns.api::<PodDisruptionBudget>()
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
 
     // The same with nothing applied before: exit 2, nothing changed.
     let fresh = TestNamespace::new("invalid-first").await;
@@ -527,5 +866,12 @@ async fn an_invalid_object_stops_its_wave_and_every_later_one() {
     let run = ferry(first_only.path(), &["apply", "t", "--no-lint"], &[]).await;
     run.assert_code(2, "apply whose first wave is invalid");
     assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
-    assert!(fresh.api::<Service>().get_opt("good").await.expect("get").is_none());
+    assert!(
+        fresh
+            .api::<Service>()
+            .get_opt("good")
+            .await
+            .expect("get")
+            .is_none()
+    );
 }

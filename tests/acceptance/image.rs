@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use ferry::image::Layout;
 use ferry::image::oci::{self, Platform};
-use ferry::registry::{BlobAction, Blob, Client, ClientOptions, CredentialFiles, NoProgress, PushRequest};
+use ferry::registry::{
+    Blob, BlobAction, Client, ClientOptions, CredentialFiles, NoProgress, PushRequest,
+};
 use serde_json::{Value, json};
 
 use crate::support::{cluster, unique_name};
@@ -36,7 +38,11 @@ impl Project {
         let t = template.path();
         std::fs::create_dir_all(t.join("bin")).expect("mkdir");
         std::fs::create_dir_all(t.join("static/css")).expect("mkdir");
-        std::fs::write(t.join("bin/app"), b"\x7fELF not really, but bytes all the same\n").expect("write");
+        std::fs::write(
+            t.join("bin/app"),
+            b"\x7fELF not really, but bytes all the same\n",
+        )
+        .expect("write");
         std::fs::write(t.join("static/index.html"), b"<h1>hello</h1>\n").expect("write");
         std::fs::write(t.join("static/css/site.css"), b"h1 { color: teal }\n").expect("write");
         std::fs::write(
@@ -99,10 +105,9 @@ fn json_of(output: &Output) -> Value {
 }
 
 fn tool(name: &str, args: &[&str]) -> Output {
-    let out = Command::new(name)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{name} is missing ({e}): run tests/cluster/build, which installs it"));
+    let out = Command::new(name).args(args).output().unwrap_or_else(|e| {
+        panic!("{name} is missing ({e}): run tests/cluster/build, which installs it")
+    });
     assert!(
         out.status.success(),
         "{name} {args:?} failed: {}",
@@ -113,48 +118,96 @@ fn tool(name: &str, args: &[&str]) -> Output {
 
 #[test]
 fn two_builds_in_different_directories_and_umasks_give_one_digest_accepted_by_skopeo_and_umoci() {
-    let repo = format!("{}/ferry-test/{}", cluster().registry(), unique_name("repro"));
+    let repo = format!(
+        "{}/ferry-test/{}",
+        cluster().registry(),
+        unique_name("repro")
+    );
     let (a, b) = (Project::new(&repo, "022"), Project::new(&repo, "077"));
     let mode = |p: &Project| std::fs::metadata(p.path().join("static/index.html")).expect("stat");
     use std::os::unix::fs::PermissionsExt;
-    assert_ne!(mode(&a).permissions().mode(), mode(&b).permissions().mode(), "the umasks differ");
+    assert_ne!(
+        mode(&a).permissions().mode(),
+        mode(&b).permissions().mode(),
+        "the umasks differ"
+    );
 
-    let first = json_of(&ferry(a.path(), "022", None, &["image", "build", "--output", "json"]));
-    let second = json_of(&ferry(b.path(), "077", None, &["image", "build", "--verify", "--output", "json"]));
-    let digest = first["images"][0]["digest"].as_str().expect("digest").to_string();
+    let first = json_of(&ferry(
+        a.path(),
+        "022",
+        None,
+        &["image", "build", "--output", "json"],
+    ));
+    let second = json_of(&ferry(
+        b.path(),
+        "077",
+        None,
+        &["image", "build", "--verify", "--output", "json"],
+    ));
+    let digest = first["images"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
     assert_eq!(second["images"][0]["digest"], digest.as_str());
     assert_eq!(second["images"][0]["verify"]["reproducible"], true);
     assert_eq!(first["images"][0]["findings"], json!([]));
 
     // The lock pins render/release to this digest.
-    let lock: Value = serde_json::from_slice(&std::fs::read(a.path().join("target/ferry/images.lock")).expect("lock"))
-        .expect("lock JSON");
+    let lock: Value = serde_json::from_slice(
+        &std::fs::read(a.path().join("target/ferry/images.lock")).expect("lock"),
+    )
+    .expect("lock JSON");
     assert_eq!(lock["app"], json!({"repository": repo, "digest": digest}));
 
     // Independent checkers accept the layout and agree on the digest.
     let layout = a.path().join("target/ferry/images/app");
-    let stat = tool("umoci", &["stat", "--image", &format!("{}:v1", layout.display())]);
+    let stat = tool(
+        "umoci",
+        &["stat", "--image", &format!("{}:v1", layout.display())],
+    );
     let stat = String::from_utf8_lossy(&stat.stdout);
     assert!(stat.contains("ferry: application files"), "{stat}");
     let inspect: Value = serde_json::from_slice(
-        &tool("skopeo", &["inspect", &format!("oci:{}:v1", layout.display())]).stdout,
+        &tool(
+            "skopeo",
+            &["inspect", &format!("oci:{}:v1", layout.display())],
+        )
+        .stdout,
     )
     .expect("skopeo JSON");
     assert_eq!(inspect["Digest"], digest.as_str());
     assert_eq!(inspect["Created"], "1970-01-01T00:00:00Z");
     let config: Value = serde_json::from_slice(
-        &tool("skopeo", &["inspect", "--config", &format!("oci:{}:v1", layout.display())]).stdout,
+        &tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--config",
+                &format!("oci:{}:v1", layout.display()),
+            ],
+        )
+        .stdout,
     )
     .expect("skopeo config JSON");
     assert_eq!(config["config"]["User"], "65532:65532");
-    assert_eq!(config["config"]["Entrypoint"], json!(["/app/app", "--port", "8080"]));
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        json!(["/app/app", "--port", "8080"])
+    );
 
     // umoci unpacks it as a rootfs with the declared ownership and modes.
     let bundle = tempfile::tempdir().expect("tempdir");
     let unpacked = bundle.path().join("bundle");
     tool(
         "umoci",
-        &["raw", "unpack", "--rootless", "--image", &format!("{}:v1", layout.display()), &unpacked.display().to_string()],
+        &[
+            "raw",
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:v1", layout.display()),
+            &unpacked.display().to_string(),
+        ],
     );
     let app = std::fs::metadata(unpacked.join("app/app")).expect("unpacked app");
     assert_eq!(app.permissions().mode() & 0o7777, 0o555);
@@ -168,25 +221,65 @@ async fn push_then_pull_round_trips_byte_identical_and_a_second_push_uploads_not
     let registry = cluster().registry().to_string();
     let repo = format!("ferry-test/{}", unique_name("roundtrip"));
     let project = Project::new(&format!("{registry}/{repo}"), "022");
-    let push = |p: &Path| ferry(p, "022", None, &["image", "push", "--insecure", "--output", "json"]);
+    let push = |p: &Path| {
+        ferry(
+            p,
+            "022",
+            None,
+            &["image", "push", "--insecure", "--output", "json"],
+        )
+    };
 
     let first = json_of(&push(project.path()));
     let image = &first["images"][0];
-    let digest = image["build"]["digest"].as_str().expect("digest").to_string();
-    assert_eq!(image["push"]["reference"], format!("{registry}/{repo}@{digest}").as_str());
+    let digest = image["build"]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    assert_eq!(
+        image["push"]["reference"],
+        format!("{registry}/{repo}@{digest}").as_str()
+    );
     assert_eq!(image["push"]["manifest_existed"], false);
-    assert!(image["push"]["blobs"].as_array().expect("blobs").iter().all(|b| b["action"] == "uploaded"));
-    let vias: Vec<&str> = image["push"]["referrers"].as_array().expect("referrers").iter().filter_map(|r| r["via"].as_str()).collect();
-    assert_eq!(vias, ["tag-schema", "tag-schema"], "distribution 2.8 has no referrers API");
+    assert!(
+        image["push"]["blobs"]
+            .as_array()
+            .expect("blobs")
+            .iter()
+            .all(|b| b["action"] == "uploaded")
+    );
+    let vias: Vec<&str> = image["push"]["referrers"]
+        .as_array()
+        .expect("referrers")
+        .iter()
+        .filter_map(|r| r["via"].as_str())
+        .collect();
+    assert_eq!(
+        vias,
+        ["tag-schema", "tag-schema"],
+        "distribution 2.8 has no referrers API"
+    );
     assert_eq!(image["push"]["warnings"], json!([]));
 
     // Pull it back through the library into a fresh layout: every blob is byte-identical.
     let pulled_dir = tempfile::tempdir().expect("tempdir");
     let pulled = Layout::create(pulled_dir.path()).expect("layout");
-    let client = Client::new(&registry, ClientOptions { insecure: true, credentials: CredentialFiles::default(), ..ClientOptions::default() })
-        .expect("client");
+    let client = Client::new(
+        &registry,
+        ClientOptions {
+            insecure: true,
+            credentials: CredentialFiles::default(),
+            ..ClientOptions::default()
+        },
+    )
+    .expect("client");
     let result = client
-        .pull(&repo, "v1", &Platform::parse("linux/amd64").expect("platform"), &pulled)
+        .pull(
+            &repo,
+            "v1",
+            &Platform::parse("linux/amd64").expect("platform"),
+            &pulled,
+        )
         .await
         .expect("pull");
     assert_eq!(result.manifest.digest, digest);
@@ -203,7 +296,15 @@ async fn push_then_pull_round_trips_byte_identical_and_a_second_push_uploads_not
 
     // skopeo sees the same digest, and the SBOMs hang off the tag-schema fallback tag.
     let inspect: Value = serde_json::from_slice(
-        &tool("skopeo", &["inspect", "--tls-verify=false", &format!("docker://{registry}/{repo}:v1")]).stdout,
+        &tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                &format!("docker://{registry}/{repo}:v1"),
+            ],
+        )
+        .stdout,
     )
     .expect("skopeo JSON");
     assert_eq!(inspect["Digest"], digest.as_str());
@@ -212,7 +313,12 @@ async fn push_then_pull_round_trips_byte_identical_and_a_second_push_uploads_not
         .await
         .expect("referrers index");
     let index: Value = serde_json::from_slice(&index).expect("index JSON");
-    let types: Vec<&str> = index["manifests"].as_array().expect("manifests").iter().filter_map(|m| m["artifactType"].as_str()).collect();
+    let types: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|m| m["artifactType"].as_str())
+        .collect();
     assert_eq!(types, [oci::SPDX_JSON, oci::CYCLONEDX_JSON]);
 
     // A second push of the unchanged image uploads no blob and does not rebuild.
@@ -221,8 +327,20 @@ async fn push_then_pull_round_trips_byte_identical_and_a_second_push_uploads_not
     assert_eq!(again["build"]["reused"], true);
     assert_eq!(again["push"]["manifest_existed"], true);
     assert_eq!(again["push"]["bytes_uploaded"], 0);
-    assert!(again["push"]["blobs"].as_array().expect("blobs").iter().all(|b| b["action"] == "existed"));
-    assert!(again["push"]["referrers"].as_array().expect("referrers").iter().all(|r| r["via"] == "existed"));
+    assert!(
+        again["push"]["blobs"]
+            .as_array()
+            .expect("blobs")
+            .iter()
+            .all(|b| b["action"] == "existed")
+    );
+    assert!(
+        again["push"]["referrers"]
+            .as_array()
+            .expect("referrers")
+            .iter()
+            .all(|r| r["via"] == "existed")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,16 +348,33 @@ async fn chunked_uploads_and_cross_repository_mounts_work_against_distribution()
     let registry = cluster().registry().to_string();
     let dir = tempfile::tempdir().expect("tempdir");
     let layout = Layout::create(dir.path()).expect("layout");
-    let blob_bytes: Vec<u8> = (0..(3 << 20) + 12345).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    let blob = layout.write_blob(oci::LAYER_TAR, &blob_bytes).expect("blob");
-    let config = layout.write_blob(oci::CONFIG, br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#).expect("config");
+    let blob_bytes: Vec<u8> = (0..(3 << 20) + 12345)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let blob = layout
+        .write_blob(oci::LAYER_TAR, &blob_bytes)
+        .expect("blob");
+    let config = layout
+        .write_blob(
+            oci::CONFIG,
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .expect("config");
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": oci::MANIFEST, "config": config, "layers": [blob],
     }))
     .expect("manifest");
     let blobs = vec![
-        Blob { digest: blob.digest.clone(), size: blob.size, path: layout.blob_path(&blob.digest) },
-        Blob { digest: config.digest.clone(), size: config.size, path: layout.blob_path(&config.digest) },
+        Blob {
+            digest: blob.digest.clone(),
+            size: blob.size,
+            path: layout.blob_path(&blob.digest),
+        },
+        Blob {
+            digest: config.digest.clone(),
+            size: config.size,
+            path: layout.blob_path(&config.digest),
+        },
     ];
     let request = |repository: &str, mount_from: Vec<String>| PushRequest {
         repository: repository.to_string(),
@@ -263,14 +398,26 @@ async fn chunked_uploads_and_cross_repository_mounts_work_against_distribution()
     )
     .expect("client");
     let first = unique_name("ferry-test/chunked");
-    let outcome = chunked.push(&request(&first, Vec::new()), &NoProgress).await.expect("chunked push");
-    assert_eq!(outcome.blobs[0].action, BlobAction::UploadedChunked { chunks: 4 });
+    let outcome = chunked
+        .push(&request(&first, Vec::new()), &NoProgress)
+        .await
+        .expect("chunked push");
+    assert_eq!(
+        outcome.blobs[0].action,
+        BlobAction::UploadedChunked { chunks: 4 }
+    );
     assert_eq!(outcome.blobs[1].action, BlobAction::Uploaded);
 
     let second = unique_name("ferry-test/mounted");
-    let outcome = chunked.push(&request(&second, vec![first.clone()]), &NoProgress).await.expect("mounted push");
+    let outcome = chunked
+        .push(&request(&second, vec![first.clone()]), &NoProgress)
+        .await
+        .expect("mounted push");
     assert!(
-        outcome.blobs.iter().all(|b| b.action == BlobAction::Mounted { from: first.clone() }),
+        outcome.blobs.iter().all(|b| b.action
+            == BlobAction::Mounted {
+                from: first.clone()
+            }),
         "{:?}",
         outcome.blobs
     );
@@ -279,10 +426,18 @@ async fn chunked_uploads_and_cross_repository_mounts_work_against_distribution()
     let pulled_dir = tempfile::tempdir().expect("tempdir");
     let pulled = Layout::create(pulled_dir.path()).expect("layout");
     chunked
-        .pull(&second, "v1", &Platform::parse("linux/amd64").expect("platform"), &pulled)
+        .pull(
+            &second,
+            "v1",
+            &Platform::parse("linux/amd64").expect("platform"),
+            &pulled,
+        )
         .await
         .expect("pull");
-    assert_eq!(std::fs::read(pulled.blob_path(&blob.digest)).expect("pulled"), blob_bytes);
+    assert_eq!(
+        std::fs::read(pulled.blob_path(&blob.digest)).expect("pulled"),
+        blob_bytes
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,11 +470,20 @@ impl OwnRegistry {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("docker-registry is missing ({e}): run tests/cluster/build, which installs it"));
-        let mut registry = OwnRegistry { child, addr: String::new(), dir };
+            .unwrap_or_else(|e| {
+                panic!(
+                    "docker-registry is missing ({e}): run tests/cluster/build, which installs it"
+                )
+            });
+        let mut registry = OwnRegistry {
+            child,
+            addr: String::new(),
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let log = std::fs::read_to_string(registry.dir.path().join("registry.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(registry.dir.path().join("registry.log"))
+                .unwrap_or_default();
             if let Some(port) = log.split("listening on 127.0.0.1:").nth(1) {
                 let port: String = port.chars().take_while(char::is_ascii_digit).collect();
                 registry.addr = format!("127.0.0.1:{port}");
@@ -328,7 +492,10 @@ impl OwnRegistry {
             if let Ok(Some(status)) = registry.child.try_wait() {
                 panic!("docker-registry exited ({status}):\n{log}");
             }
-            assert!(Instant::now() < deadline, "docker-registry did not start:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -337,7 +504,11 @@ impl OwnRegistry {
     fn requests(&self, method: &str, path_part: &str) -> usize {
         let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
         log.lines()
-            .filter(|l| l.contains(&format!("http.request.method={method}")) && l.contains(path_part) && l.contains("response completed"))
+            .filter(|l| {
+                l.contains(&format!("http.request.method={method}"))
+                    && l.contains(path_part)
+                    && l.contains("response completed")
+            })
             .count()
     }
 }
@@ -365,7 +536,10 @@ fn htpasswd_registry() -> OwnRegistry {
     let dir = tempfile::tempdir().expect("tempdir");
     let hash = bcrypt::hash("right-password", 4).expect("bcrypt");
     std::fs::write(dir.path().join("htpasswd"), format!("alice:{hash}\n")).expect("htpasswd");
-    let auth = format!("  htpasswd: {{realm: test-realm, path: {}}}", dir.path().join("htpasswd").display());
+    let auth = format!(
+        "  htpasswd: {{realm: test-realm, path: {}}}",
+        dir.path().join("htpasswd").display()
+    );
     OwnRegistry::start(&auth, dir)
 }
 
@@ -374,33 +548,68 @@ fn a_basic_auth_registry_takes_docker_config_credentials_and_refuses_a_wrong_pas
     let registry = htpasswd_registry();
     let project = Project::new(&format!("{}/team/app", registry.addr), "022");
     let good = docker_config(&registry.addr, "alice", "right-password");
-    let out = json_of(&ferry(project.path(), "022", Some(good.path()), &["image", "push", "--insecure", "--output", "json"]));
+    let out = json_of(&ferry(
+        project.path(),
+        "022",
+        Some(good.path()),
+        &["image", "push", "--insecure", "--output", "json"],
+    ));
     assert_eq!(out["images"][0]["push"]["manifest_existed"], false);
     let uploads = registry.requests("PUT", "/v2/team/app/blobs/uploads/");
     assert!(uploads >= 4, "the blobs went up ({uploads} PUTs)");
 
     // Unchanged: nothing is uploaded the second time (the registry's own log says so).
-    let again = json_of(&ferry(project.path(), "022", Some(good.path()), &["image", "push", "--insecure", "--output", "json"]));
+    let again = json_of(&ferry(
+        project.path(),
+        "022",
+        Some(good.path()),
+        &["image", "push", "--insecure", "--output", "json"],
+    ));
     assert_eq!(again["images"][0]["push"]["bytes_uploaded"], 0);
-    assert_eq!(registry.requests("PUT", "/v2/team/app/blobs/uploads/"), uploads);
-    assert_eq!(registry.requests("POST", "/v2/team/app/blobs/uploads/"), uploads);
+    assert_eq!(
+        registry.requests("PUT", "/v2/team/app/blobs/uploads/"),
+        uploads
+    );
+    assert_eq!(
+        registry.requests("POST", "/v2/team/app/blobs/uploads/"),
+        uploads
+    );
 
     let bad = docker_config(&registry.addr, "alice", "wrong-password");
-    let out = ferry(project.path(), "022", Some(bad.path()), &["image", "push", "--insecure"]);
+    let out = ferry(
+        project.path(),
+        "022",
+        Some(bad.path()),
+        &["image", "push", "--insecure"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains(&format!("registry {} refused access to team/app (scope repository:team/app:pull,push): credentials rejected", registry.addr)),
         "{stderr}"
     );
-    assert!(stderr.contains("hint: the credentials came from"), "{stderr}");
-    assert!(!stderr.contains("wrong-password"), "the password never shows: {stderr}");
+    assert!(
+        stderr.contains("hint: the credentials came from"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong-password"),
+        "the password never shows: {stderr}"
+    );
 
     let none = tempfile::tempdir().expect("tempdir");
-    let out = ferry(project.path(), "022", Some(none.path()), &["image", "push", "--insecure"]);
+    let out = ferry(
+        project.path(),
+        "022",
+        Some(none.path()),
+        &["image", "push", "--insecure"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("authentication required and no credentials found"), "{stderr}");
+    assert!(
+        stderr.contains("authentication required and no credentials found"),
+        "{stderr}"
+    );
 }
 
 /// A token server for distribution's token auth: checks Basic credentials, answers an ES256
@@ -425,7 +634,10 @@ impl TokenServer {
         use p256::pkcs8::DecodePrivateKey;
         let signing = p256::ecdsa::SigningKey::from_pkcs8_pem(&pem).expect("EC key");
         let cert_pem = std::fs::read_to_string(&cert).expect("cert");
-        let der_b64: String = cert_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der_b64: String = cert_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         std::thread::spawn(move || {
@@ -485,7 +697,11 @@ fn answer(
     let expected = format!("Basic {}", B64.encode(format!("{user}:{password}")));
     if authorization != expected {
         let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
-        return write!(stream, "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        return write!(
+            stream,
+            "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
     }
     let access: Vec<Value> = scopes
         .iter()
@@ -495,18 +711,29 @@ fn answer(
             Some(json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
         })
         .collect();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let header = json!({"alg": "ES256", "typ": "JWT", "x5c": [x5c]});
     let claims = json!({
         "iss": "test-issuer", "sub": user, "aud": "test-registry", "exp": now + 300, "nbf": now - 10,
         "iat": now, "jti": unique_name("jti"), "access": access,
     });
-    let signing_input = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
+    let signing_input = format!(
+        "{}.{}",
+        B64URL.encode(header.to_string()),
+        B64URL.encode(claims.to_string())
+    );
     use p256::ecdsa::signature::Signer;
     let signature: p256::ecdsa::Signature = key.sign(signing_input.as_bytes());
     let token = format!("{signing_input}.{}", B64URL.encode(signature.to_bytes()));
     let body = json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
-    write!(stream, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())?;
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut rest = Vec::new();
     let _ = reader.read_to_end(&mut rest);
     Ok(())
@@ -531,8 +758,16 @@ fn a_token_auth_registry_works_with_a_credential_helper_and_refuses_a_wrong_pass
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let config = tempfile::tempdir().expect("tempdir");
-    std::fs::write(config.path().join("config.json"), json!({"credHelpers": {registry.addr.clone(): "ferrytest"}}).to_string()).expect("config");
-    let path = format!("{}:{}", helpers.path().display(), std::env::var("PATH").unwrap_or_default());
+    std::fs::write(
+        config.path().join("config.json"),
+        json!({"credHelpers": {registry.addr.clone(): "ferrytest"}}).to_string(),
+    )
+    .expect("config");
+    let path = format!(
+        "{}:{}",
+        helpers.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let run = |config: &Path| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
         cmd.args(["image", "push", "--insecure", "--output", "json"])
@@ -544,10 +779,22 @@ fn a_token_auth_registry_works_with_a_credential_helper_and_refuses_a_wrong_pass
         cmd.output().expect("ferry")
     };
     let out = json_of(&run(config.path()));
-    let digest = out["images"][0]["build"]["digest"].as_str().expect("digest");
+    let digest = out["images"][0]["build"]["digest"]
+        .as_str()
+        .expect("digest");
     assert_eq!(out["images"][0]["push"]["manifest_existed"], false);
     let inspect: Value = serde_json::from_slice(
-        &tool("skopeo", &["inspect", "--tls-verify=false", "--creds", "bob:token-password", &format!("docker://{}/team/tokened:v1", registry.addr)]).stdout,
+        &tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                "bob:token-password",
+                &format!("docker://{}/team/tokened:v1", registry.addr),
+            ],
+        )
+        .stdout,
     )
     .expect("skopeo JSON");
     assert_eq!(inspect["Digest"], digest);
@@ -565,8 +812,16 @@ fn a_token_auth_registry_works_with_a_credential_helper_and_refuses_a_wrong_pass
 #[test]
 fn hardening_errors_stop_the_build_and_keep_the_previous_layout() {
     let project = Project::new("registry.invalid/x/app", "022");
-    let first = json_of(&ferry(project.path(), "022", None, &["image", "build", "--output", "json"]));
-    let good = first["images"][0]["digest"].as_str().expect("digest").to_string();
+    let first = json_of(&ferry(
+        project.path(),
+        "022",
+        None,
+        &["image", "build", "--output", "json"],
+    ));
+    let good = first["images"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
     let yaml = std::fs::read_to_string(project.path().join("ferry.yaml")).expect("yaml");
     std::fs::write(
         project.path().join("ferry.yaml"),
@@ -576,7 +831,16 @@ fn hardening_errors_stop_the_build_and_keep_the_previous_layout() {
     let out = ferry(project.path(), "022", None, &["image", "build"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("error[IMG-NO-SETUID] Image app: /app/app has the setuid or setgid bit (mode 4755)"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error[IMG-NO-SETUID] Image app: /app/app has the setuid or setgid bit (mode 4755)"
+        ),
+        "{stderr}"
+    );
     assert!(stderr.contains("error[IMG-NUMERIC-USER]"), "{stderr}");
-    assert_eq!(project.layout().image(Some("v1")).expect("image").digest, good, "layout untouched");
+    assert_eq!(
+        project.layout().image(Some("v1")).expect("image").digest,
+        good,
+        "layout untouched"
+    );
 }

@@ -20,5 +20,6 @@ mod cluster;
 mod image;
 mod registry;
 mod release;
+mod release_cmd;
 mod s3;
 mod support;

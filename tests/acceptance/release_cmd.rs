@@ -1,0 +1,587 @@
+//! `ferry release`, `history` and `rollback` (issue 5) through the real binary against the
+//! local control plane: availability proof, automatic rollback on a never-ready rollout and
+//! on a failing HTTP check, history, rollback to an older revision, the lock, and recovery
+//! after `kill -9`.
+//!
+//! Each test copies the demo project into a temporary directory with `environments/t.yaml`
+//! pointing at the test's own namespace; the kwok stages make pods slow (`ready-delay`) or
+//! never ready.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use ferry::release::{LockOptions, acquire};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::ListParams;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::support::{TestNamespace, cluster};
+
+/// How long one ferry command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A copy of the demo project in a temporary directory.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// The demo project with `environments/t.yaml` for `namespace`, 3 replicas, then `extra`.
+    fn demo(namespace: &str, extra: &str) -> Project {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(root.join("ferry.yaml"), dir.path().join("ferry.yaml"))
+            .expect("copy ferry.yaml");
+        // The pipeline names the demo's environments: bring them along.
+        for sub in ["templates", "environments"] {
+            let to = dir.path().join(sub);
+            std::fs::create_dir_all(&to).expect("create dir");
+            for entry in std::fs::read_dir(root.join(sub)).expect("read dir") {
+                let entry = entry.expect("dir entry");
+                if entry.path().is_file() {
+                    std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy file");
+                }
+            }
+        }
+        let project = Project { dir };
+        project.write("secrets.yaml", "db-password: acceptance-only\n");
+        project.environment(namespace, extra);
+        project
+    }
+
+    fn environment(&self, namespace: &str, extra: &str) {
+        self.write(
+            "environments/t.yaml",
+            &format!(
+                "context: ferry-local\nnamespace: {namespace}\nsecrets:\n  - from: file\n    path: secrets.yaml\nvalues:\n  replicas: 3\n{extra}"
+            ),
+        );
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let path = self.dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create dirs");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
+    /// Edits the pod template of the demo Deployment: adds `label` and `annotation` lines
+    /// (already indented YAML `key: value`).
+    fn pod_template(&self, label: Option<&str>, annotation: Option<&str>) {
+        let path = self.dir.path().join("templates/deployment.yaml.hbs");
+        let text = std::fs::read_to_string(&path).expect("read deployment template");
+        let anchor = "      labels:\n        {{> labels}}\n      annotations:\n";
+        assert!(
+            text.contains(anchor),
+            "the demo Deployment template changed shape"
+        );
+        let mut with = String::from("      labels:\n        {{> labels}}\n");
+        if let Some(l) = label {
+            with.push_str(&format!("        {l}\n"));
+        }
+        with.push_str("      annotations:\n");
+        if let Some(a) = annotation {
+            with.push_str(&format!("        {a}\n"));
+        }
+        std::fs::write(&path, text.replacen(anchor, &with, 1)).expect("write template");
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// What a ferry run gave.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn events(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+            .collect()
+    }
+
+    /// The `release` event (the outcome).
+    fn outcome(&self) -> Value {
+        self.events()
+            .into_iter()
+            .find(|e| e["event"] == "release")
+            .unwrap_or_else(|| {
+                panic!(
+                    "no release event\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout, self.stderr
+                )
+            })
+    }
+
+    fn finished(&self) -> Value {
+        let last = self.events().pop().expect("at least one event");
+        assert_eq!(last["event"], "finished", "{}", self.stdout);
+        last
+    }
+
+    fn assert_code(&self, code: i32, what: &str) {
+        assert_eq!(
+            self.code, code,
+            "{what}: exit {} (want {code})\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+    }
+}
+
+fn command(project: &Path, args: &[&str], home: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(args)
+        .arg("--project")
+        .arg(project)
+        .current_dir(project)
+        .env_clear()
+        .env("KUBECONFIG", cluster().kubeconfig())
+        .env("HOME", home)
+        .env("NO_COLOR", "1")
+        .env("FERRY_USER", "acceptance")
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs the ferry binary in `project` with a clean environment.
+async fn ferry(project: &Path, args: &[&str]) -> Run {
+    let home = tempfile::tempdir().expect("home");
+    let output: Output = tokio::time::timeout(
+        COMMAND_TIMEOUT,
+        command(project, args, home.path()).output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("ferry {args:?} did not finish within {COMMAND_TIMEOUT:?}"))
+    .expect("run ferry");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Names of the Ready pods of the demo.
+async fn ready_pods(ns: &TestNamespace) -> Vec<String> {
+    let pods = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("app.kubernetes.io/name=demo"))
+        .await
+        .expect("list pods");
+    let mut names: Vec<String> = pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// An HTTP server on 127.0.0.1: `/ok` answers 200, everything else 500. Returns the base URL.
+async fn check_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let (status, body) = if path == "/ok" {
+                    ("200 OK", "fine")
+                } else {
+                    ("500 Internal Server Error", "broken")
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_release_with_delayed_readiness_keeps_three_of_three_endpoints() {
+    let ns = TestNamespace::new("rel-avail").await;
+    let project = Project::demo(ns.name(), "");
+    ferry(project.path(), &["release", "t"])
+        .await
+        .assert_code(0, "first release");
+
+    // Slow pods: every new pod becomes ready only after 3 s.
+    project.pod_template(None, Some("ferry.test/ready-delay: \"3s\""));
+    let second = ferry(project.path(), &["release", "t"]).await;
+    second.assert_code(0, "second release");
+    assert!(
+        second
+            .stderr
+            .contains("released demo to t as revision 2 in ")
+            && second.stderr.contains("ready endpoints never below 3/3"),
+        "{}",
+        second.stderr
+    );
+
+    let history = ferry(project.path(), &["history", "t", "--output", "json"]).await;
+    history.assert_code(0, "history");
+    let doc: Value = serde_json::from_str(&history.stdout).expect("one JSON document");
+    let releases = doc["releases"].as_array().expect("releases");
+    assert_eq!(releases.len(), 2, "{doc:#}");
+    assert_eq!(releases[1]["status"], "succeeded");
+    assert_eq!(releases[1]["released_by"], "acceptance");
+    let availability = &releases[1]["availability"][0];
+    assert_eq!(availability["service"], "demo-web");
+    assert_eq!(availability["floor"], 3);
+    assert_eq!(availability["min_ready"], 3);
+    assert_eq!(availability["held"], true);
+}
+
+#[tokio::test]
+async fn a_never_ready_release_rolls_back_and_the_old_pods_keep_serving() {
+    let ns = TestNamespace::new("rel-never").await;
+    let project = Project::demo(ns.name(), "");
+    ferry(project.path(), &["release", "t"])
+        .await
+        .assert_code(0, "first release");
+    let before = ready_pods(&ns).await;
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    project.pod_template(Some("ferry.test/never-ready: \"true\""), None);
+    let failed = ferry(
+        project.path(),
+        &[
+            "release",
+            "t",
+            "--set",
+            "progressDeadlineSeconds=5",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    failed.assert_code(1, "never-ready release");
+    let outcome = failed.outcome();
+    assert_eq!(outcome["status"], "rolled-back", "{outcome:#}");
+    assert_eq!(outcome["rolled_back_to"], 1);
+    assert!(
+        outcome["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("demo-web")),
+        "{outcome:#}"
+    );
+    assert_eq!(outcome["availability"][0]["min_ready"], 3, "{outcome:#}");
+    let finished = failed.finished();
+    assert_eq!(finished["exit_code"], 1);
+
+    // The old pods never stopped serving, and the template is the old one again.
+    assert_eq!(ready_pods(&ns).await, before);
+    let deployment = ns
+        .api::<Deployment>()
+        .get("demo-web")
+        .await
+        .expect("deployment");
+    let labels = deployment
+        .spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.labels)
+        .unwrap_or_default();
+    assert!(!labels.contains_key("ferry.test/never-ready"), "{labels:?}");
+
+    let history = ferry(project.path(), &["history", "t"]).await;
+    history.assert_code(0, "history");
+    assert!(history.stdout.contains("rolled-back"), "{}", history.stdout);
+}
+
+#[tokio::test]
+async fn a_failing_http_check_rolls_back() {
+    let ns = TestNamespace::new("rel-check").await;
+    let base = check_server().await;
+    let checks = |path: &str| {
+        format!(
+            "gates:\n  checks:\n    - name: health\n      url: {base}{path}\n      retries: 2\n      timeout: 2s\n"
+        )
+    };
+    let project = Project::demo(ns.name(), &checks("/ok"));
+    ferry(project.path(), &["release", "t"])
+        .await
+        .assert_code(0, "release with a passing check");
+
+    project.environment(ns.name(), &checks("/fail"));
+    let failed = ferry(
+        project.path(),
+        &[
+            "release",
+            "t",
+            "--set",
+            "config.greeting=changed",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    failed.assert_code(1, "release with a failing check");
+    let outcome = failed.outcome();
+    assert_eq!(outcome["status"], "rolled-back", "{outcome:#}");
+    assert_eq!(outcome["rolled_back_to"], 1);
+    assert_eq!(outcome["checks"][0]["passed"], false);
+    assert!(
+        outcome["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("check health failed")),
+        "{outcome:#}"
+    );
+    let config = ns
+        .api::<ConfigMap>()
+        .get("demo-web-config")
+        .await
+        .expect("config map");
+    let data = serde_json::to_string(&config.data).expect("json");
+    assert!(
+        !data.contains("changed"),
+        "the config was not restored: {data}"
+    );
+}
+
+#[tokio::test]
+async fn history_lists_revisions_and_rollback_to_one_restores_it() {
+    let ns = TestNamespace::new("rel-rollback").await;
+    let project = Project::demo(ns.name(), "");
+    ferry(project.path(), &["release", "t"])
+        .await
+        .assert_code(0, "release 1");
+    ferry(
+        project.path(),
+        &["release", "t", "--set", "config.greeting=second"],
+    )
+    .await
+    .assert_code(0, "release 2");
+    let config = ns
+        .api::<ConfigMap>()
+        .get("demo-web-config")
+        .await
+        .expect("config map");
+    assert!(
+        serde_json::to_string(&config.data)
+            .expect("json")
+            .contains("second")
+    );
+
+    let rolled = ferry(
+        project.path(),
+        &["rollback", "t", "--to", "1", "--output", "json"],
+    )
+    .await;
+    rolled.assert_code(0, "rollback --to 1");
+    let outcome = rolled.outcome();
+    assert_eq!(outcome["revision"], 3);
+    assert_eq!(outcome["status"], "succeeded");
+    assert_eq!(outcome["source"], "rollback to revision 1");
+    let config = ns
+        .api::<ConfigMap>()
+        .get("demo-web-config")
+        .await
+        .expect("config map");
+    assert!(
+        !serde_json::to_string(&config.data)
+            .expect("json")
+            .contains("second")
+    );
+
+    let history = ferry(project.path(), &["history", "t", "--output", "json"]).await;
+    history.assert_code(0, "history");
+    let doc: Value = serde_json::from_str(&history.stdout).expect("one JSON document");
+    let revisions: Vec<(u64, String)> = doc["releases"]
+        .as_array()
+        .expect("releases")
+        .iter()
+        .map(|r| {
+            (
+                r["revision"].as_u64().unwrap_or(0),
+                r["status"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        revisions,
+        vec![
+            (1, "succeeded".into()),
+            (2, "succeeded".into()),
+            (3, "succeeded".into())
+        ]
+    );
+    // The first and the third release carry the same candidate.
+    assert_eq!(
+        doc["releases"][0]["candidate"],
+        doc["releases"][2]["candidate"]
+    );
+
+    // A revision that does not exist is bad input.
+    ferry(project.path(), &["rollback", "t", "--to", "9"])
+        .await
+        .assert_code(2, "rollback to a missing revision");
+}
+
+#[tokio::test]
+async fn a_held_lock_makes_a_release_refuse_naming_the_holder() {
+    let ns = TestNamespace::new("rel-lock").await;
+    let project = Project::demo(ns.name(), "");
+    let guard = acquire(
+        &ns.client,
+        &LockOptions {
+            namespace: ns.name().to_string(),
+            app: "demo".to_string(),
+            env: "t".to_string(),
+            holder: "alice@ci-runner".to_string(),
+            duration: Duration::from_secs(60),
+            wait: None,
+        },
+    )
+    .await
+    .expect("take the lock");
+    let refused = ferry(project.path(), &["release", "t"]).await;
+    refused.assert_code(1, "release under a held lock");
+    assert!(
+        refused.stderr.contains("held by alice@ci-runner"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--wait-lock"), "{}", refused.stderr);
+    // Nothing was recorded or applied.
+    assert!(
+        ns.api::<Deployment>()
+            .get_opt("demo-web")
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    guard.release().await.expect("let the lock go");
+    ferry(project.path(), &["release", "t"])
+        .await
+        .assert_code(0, "release after the lock is free");
+}
+
+#[tokio::test]
+async fn a_release_killed_mid_rollout_is_recovered_by_the_next_one() {
+    let ns = TestNamespace::new("rel-kill").await;
+    let project = Project::demo(ns.name(), "");
+    ferry(project.path(), &["release", "t"])
+        .await
+        .assert_code(0, "release 1");
+
+    // A slow rollout, killed with SIGKILL once it is under way.
+    project.pod_template(None, Some("ferry.test/ready-delay: \"30s\""));
+    let home = tempfile::tempdir().expect("home");
+    let mut child = command(
+        project.path(),
+        &["release", "t", "--output", "json"],
+        home.path(),
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .expect("start ferry");
+    let deployments = ns.api::<Deployment>();
+    let started = std::time::Instant::now();
+    loop {
+        let d = deployments.get("demo-web").await.expect("deployment");
+        if d.metadata.generation.unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the second release never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.start_kill().expect("kill -9");
+    let _ = child.wait().await;
+
+    // The next release waits for the dead holder's lease, finds revision 2 pending, restores
+    // revision 1, then releases.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/deployment.yaml.hbs"),
+        project.path().join("templates/deployment.yaml.hbs"),
+    )
+    .expect("restore the template");
+    let next = ferry(
+        project.path(),
+        &["release", "t", "--wait-lock", "90s", "--output", "json"],
+    )
+    .await;
+    next.assert_code(0, "the release after kill -9");
+    let outcome = next.outcome();
+    assert_eq!(outcome["recovered"]["revision"], 2, "{outcome:#}");
+    assert_eq!(outcome["recovered"]["status"], "rolled-back");
+    assert_eq!(outcome["recovered"]["restored"], 1);
+    assert_eq!(outcome["revision"], 3);
+    assert_eq!(outcome["status"], "succeeded");
+
+    let history = ferry(project.path(), &["history", "t", "--output", "json"]).await;
+    let doc: Value = serde_json::from_str(&history.stdout).expect("one JSON document");
+    assert_eq!(doc["releases"][1]["status"], "rolled-back", "{doc:#}");
+}
+
+#[tokio::test]
+async fn a_changed_selector_is_refused_before_anything_is_applied() {
+    let ns = TestNamespace::new("rel-selector").await;
+    let project = Project::demo(ns.name(), "");
+    ferry(project.path(), &["release", "t"])
+        .await
+        .assert_code(0, "release 1");
+
+    let path = project.path().join("templates/deployment.yaml.hbs");
+    let text = std::fs::read_to_string(&path).expect("read template");
+    let anchor = "      app.kubernetes.io/component: web\n  strategy:";
+    assert!(
+        text.contains(anchor),
+        "the demo Deployment template changed shape"
+    );
+    std::fs::write(
+        &path,
+        text.replacen(
+            anchor,
+            "      app.kubernetes.io/component: web\n      tier: front\n  strategy:",
+            1,
+        ),
+    )
+    .expect("write template");
+    project.pod_template(Some("tier: front"), None);
+
+    let refused = ferry(project.path(), &["release", "t"]).await;
+    refused.assert_code(2, "release with a changed selector");
+    assert!(
+        refused.stderr.contains("ZD-SELECTOR-CHANGE"),
+        "{}",
+        refused.stderr
+    );
+    let history = ferry(project.path(), &["history", "t", "--output", "json"]).await;
+    let doc: Value = serde_json::from_str(&history.stdout).expect("one JSON document");
+    assert_eq!(doc["releases"].as_array().map(Vec::len), Some(1), "{doc:#}");
+}
