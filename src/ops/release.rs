@@ -526,7 +526,12 @@ pub async fn release(
             };
             record.failure = Some(failure.clone());
             record.status = ReleaseStatus::Failed;
-            let target = previous.filter(|p| p.revision != record.revision);
+            // Read again under the lock: another release may have succeeded since the lint.
+            let target = store
+                .last_succeeded()
+                .await
+                .unwrap_or(previous)
+                .filter(|p| p.revision != record.revision);
             if attempt.apply_started
                 && opts.rollback
                 && let Some(target) = target
