@@ -124,15 +124,22 @@ pub(super) fn action_verb(action: Action, dry_run: bool) -> &'static str {
     }
 }
 
-/// `N objects: 1 created, 2 configured, …` for a list of results.
-pub(super) fn summary(objects: &[ObjectResult], pruned: &[ObjectResult]) -> String {
+/// `N objects: 1 created, 2 configured, …` for a list of results (`1 to create, …` in a dry
+/// run).
+pub(super) fn summary(objects: &[ObjectResult], pruned: &[ObjectResult], dry_run: bool) -> String {
     let mut counts = std::collections::BTreeMap::new();
     for r in objects.iter().chain(pruned) {
         *counts.entry(r.action).or_insert(0usize) += 1;
     }
     let parts: Vec<String> = counts
         .iter()
-        .map(|(action, n)| format!("{n} {}", action.as_str()))
+        .map(|(action, n)| match (dry_run, action) {
+            (true, Action::Created) => format!("{n} to create"),
+            (true, Action::Adopted) => format!("{n} to adopt"),
+            (true, Action::Configured) => format!("{n} to change"),
+            (true, Action::Pruned) => format!("{n} to prune"),
+            _ => format!("{n} {}", action.as_str()),
+        })
         .collect();
     format!(
         "{} object{}: {}",
@@ -246,7 +253,7 @@ pub fn run(args: &ApplyArgs, global: &GlobalArgs, printer: &Printer) -> CommandR
             outcome.environment,
             outcome.namespace,
             outcome.context,
-            summary(&outcome.objects, &outcome.pruned),
+            summary(&outcome.objects, &outcome.pruned, outcome.dry_run),
             started.elapsed().as_secs_f64()
         ),
     );

@@ -93,7 +93,7 @@ pub fn run(args: &ProvisionArgs, global: &GlobalArgs, printer: &Printer) -> Comm
             outcome.environment,
             outcome.namespace,
             outcome.context,
-            summary(&outcome.objects, &outcome.pruned),
+            summary(&outcome.objects, &outcome.pruned, outcome.dry_run),
             started.elapsed().as_secs_f64()
         ),
     );

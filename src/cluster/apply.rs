@@ -331,10 +331,18 @@ struct Engine<'a> {
 
 impl<'a> Engine<'a> {
     async fn start(client: &'a Client, request: &'a ApplyRequest<'a>) -> Result<Self, Error> {
+        let started = std::time::Instant::now();
         let mut resolver = Resolver::discover(client).await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "discovered resource types");
         resolver.learn_definitions(request.objects);
         let desired = resolve_all(&resolver, request)?;
         let parent = applyset::read_parent(client, request.ownership).await?;
+        tracing::debug!(
+            elapsed = ?started.elapsed(),
+            exists = parent.exists,
+            records = parent.inventory.objects.len(),
+            "read the applyset parent"
+        );
 
         let mut group_kinds: BTreeSet<String> = parent.group_kinds.clone();
         group_kinds.extend(desired.iter().map(|d| d.resolved.group_kind()));
@@ -353,6 +361,7 @@ impl<'a> Engine<'a> {
             true,
         )
         .await?;
+        tracing::debug!(elapsed = ?started.elapsed(), members = live.len(), "listed the live members");
         let bundle_namespaces = desired
             .iter()
             .filter(|d| d.id.kind == "Namespace" && d.resolved.resource.group.is_empty())
@@ -388,15 +397,27 @@ impl<'a> Engine<'a> {
         }
         for (wave, objects) in waves {
             reporter.wave_started(wave, objects.len());
-            let results = self
-                .apply_wave(wave, &objects, reporter)
-                .await
-                .map_err(|e| (Some(wave), e));
+            let started = std::time::Instant::now();
+            let results = self.apply_wave(wave, &objects, reporter).await;
             match results {
-                Ok(results) => report.objects.extend(results),
-                Err(failure) => {
+                Ok(results) => {
+                    let sent = results
+                        .iter()
+                        .filter(|r| r.action != Action::Unchanged)
+                        .count();
+                    tracing::debug!(
+                        wave = super::error::wave_name(wave),
+                        objects = results.len(),
+                        changed = sent,
+                        elapsed = ?started.elapsed(),
+                        "wave done"
+                    );
+                    report.objects.extend(results);
+                }
+                Err((done, error)) => {
+                    report.objects.extend(done);
                     reporter.wave_finished(wave);
-                    return Err(failure);
+                    return Err((Some(wave), error));
                 }
             }
             reporter.wave_finished(wave);
@@ -511,12 +532,13 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Applies one wave. On failure, returns what was done in the wave before it.
     async fn apply_wave(
         &mut self,
         wave: Wave,
         objects: &[Desired],
         reporter: &dyn ApplyReporter,
-    ) -> Result<Vec<ObjectResult>, Error> {
+    ) -> Result<Vec<ObjectResult>, (Vec<ObjectResult>, Error)> {
         let mut results: Vec<Option<ObjectResult>> = vec![None; objects.len()];
         let mut to_send: Vec<usize> = Vec::new();
         for (index, d) in objects.iter().enumerate() {
@@ -531,82 +553,104 @@ impl<'a> Engine<'a> {
                 to_send.push(index);
             }
         }
-        match self.request.mode {
-            Mode::DryRun => {
-                self.dry_run_wave(wave, objects, &to_send, &mut results, reporter)
-                    .await?;
-            }
-            Mode::Apply => {
-                // A lone object needs no separate check: its apply fails or succeeds whole.
-                if to_send.len() > 1 {
-                    let checks = self.send(objects, &to_send, true).await;
-                    let failures: Vec<RequestError> =
-                        checks.into_iter().filter_map(|(_, r)| r.err()).collect();
-                    if !failures.is_empty() {
-                        return Err(rejected(wave, failures));
-                    }
+        let done = |results: Vec<Option<ObjectResult>>| results.into_iter().flatten().collect();
+        if self.request.mode == Mode::DryRun {
+            return match self
+                .dry_run_wave(wave, objects, &to_send, &mut results, reporter)
+                .await
+            {
+                Ok(()) => Ok(done(results)),
+                Err(error) => Err((Vec::new(), error)),
+            };
+        }
+        // A lone object needs no separate check: its apply fails or succeeds whole.
+        if to_send.len() > 1 {
+            reporter.checking(wave, to_send.len());
+            let started = std::time::Instant::now();
+            let mut failures = Vec::new();
+            self.send(objects, &to_send, true, |index, outcome| {
+                if let Err(error) = outcome {
+                    failures.push((index, error));
                 }
-                if wave > Wave::Namespaces && !to_send.is_empty() {
-                    self.record_kinds_before_creating().await?;
-                }
-                let applied = self.send(objects, &to_send, false).await;
-                let mut failures = Vec::new();
-                for (index, outcome) in applied {
-                    match outcome {
-                        Ok(response) => {
-                            let d = &objects[index];
-                            let result = self.applied(d, &response);
-                            reporter.object_done(&result);
-                            results[index] = Some(result);
-                        }
-                        Err(error) => failures.push(error),
-                    }
-                }
-                if !failures.is_empty() {
-                    return Err(rejected(wave, failures));
-                }
-                if wave == Wave::Definitions {
-                    self.wait_established(objects, reporter).await?;
-                }
+            })
+            .await;
+            tracing::debug!(
+                wave = super::error::wave_name(wave),
+                objects = to_send.len(),
+                elapsed = ?started.elapsed(),
+                "dry run of the wave done"
+            );
+            if !failures.is_empty() {
+                return Err((Vec::new(), rejected(wave, failures)));
             }
         }
-        Ok(results.into_iter().flatten().collect())
+        if wave > Wave::Namespaces
+            && !to_send.is_empty()
+            && let Err(error) = self.record_kinds_before_creating().await
+        {
+            return Err((Vec::new(), error));
+        }
+        let mut applied = Vec::new();
+        let mut failures = Vec::new();
+        self.send(objects, &to_send, false, |index, outcome| match outcome {
+            Ok(response) => {
+                let (result, record) = self.applied(&objects[index], &response);
+                reporter.object_done(&result);
+                applied.push((index, result, record));
+            }
+            Err(error) => failures.push((index, error)),
+        })
+        .await;
+        for (index, result, record) in applied {
+            self.records.insert(objects[index].key.clone(), record);
+            results[index] = Some(result);
+        }
+        if !failures.is_empty() {
+            // Only a race (the object changed between the check and the apply) gets here.
+            let done: Vec<ObjectResult> = done(results);
+            return Err((done, rejected(wave, failures)));
+        }
+        if wave == Wave::Definitions
+            && let Err(error) = self.wait_established(objects, reporter).await
+        {
+            return Err((done(results), error));
+        }
+        Ok(done(results))
     }
 
-    /// Sends the objects at `indices` (dry-run or for real), concurrently; results in the
-    /// order of `indices`.
+    /// Sends the objects at `indices` (dry-run or for real), concurrently, calling `each` as
+    /// each answer arrives.
     async fn send(
         &self,
         objects: &[Desired],
         indices: &[usize],
         dry_run: bool,
-    ) -> Vec<(usize, Result<DynamicObject, RequestError>)> {
+        mut each: impl FnMut(usize, Result<DynamicObject, RequestError>),
+    ) {
         let params = self.patch_params(dry_run);
         let verb = if dry_run { Verb::DryRun } else { Verb::Apply };
         let client = self.client;
         let params = &params;
-        let mut outcomes: Vec<(usize, Result<DynamicObject, RequestError>)> =
-            stream::iter(indices.iter().copied())
-                .map(|index| {
-                    let d = &objects[index];
-                    async move {
-                        let outcome = d
-                            .api(client)
-                            .patch(&d.id.name, params, &Patch::Apply(&d.body))
-                            .await
-                            .map_err(|e| RequestError::new(verb, d.target(), &e));
-                        (index, outcome)
-                    }
-                })
-                .buffer_unordered(self.request.concurrency.max(1))
-                .collect()
-                .await;
-        outcomes.sort_by_key(|(index, _)| *index);
-        outcomes
+        let mut answers = stream::iter(indices.iter().copied())
+            .map(|index| {
+                let d = &objects[index];
+                async move {
+                    let outcome = d
+                        .api(client)
+                        .patch(&d.id.name, params, &Patch::Apply(&d.body))
+                        .await
+                        .map_err(|e| RequestError::new(verb, d.target(), &e));
+                    (index, outcome)
+                }
+            })
+            .buffer_unordered(self.request.concurrency.max(1));
+        while let Some((index, outcome)) = answers.next().await {
+            each(index, outcome);
+        }
     }
 
     /// The result of a real apply, and its inventory record.
-    fn applied(&mut self, d: &Desired, response: &DynamicObject) -> ObjectResult {
+    fn applied(&self, d: &Desired, response: &DynamicObject) -> (ObjectResult, Record) {
         let manager = &self.request.ownership.field_manager;
         let meta = &response.metadata;
         let action = match self.live.get(&d.key) {
@@ -616,9 +660,7 @@ impl<'a> Engine<'a> {
             // The resourceVersion also moves when a controller writes the status between the
             // list and the apply: compare what the apply is about.
             Some(live) => match (&live.value, serde_json::to_value(response)) {
-                (Some(before), Ok(after)) if super::diff::same(before, &after) => {
-                    Action::Unchanged
-                }
+                (Some(before), Ok(after)) if super::diff::same(before, &after) => Action::Unchanged,
                 _ => Action::Configured,
             },
             None => {
@@ -634,18 +676,15 @@ impl<'a> Engine<'a> {
                 }
             }
         };
-        self.records.insert(
-            d.key.clone(),
-            Record {
-                api_version: d.id.api_version.clone(),
-                kind: d.id.kind.clone(),
-                namespace: d.id.namespace.clone(),
-                name: d.id.name.clone(),
-                uid: meta.uid.clone().unwrap_or_default(),
-                digest: d.digest.clone(),
-                managed: managed_digest(meta, manager).unwrap_or_default(),
-            },
-        );
+        let record = Record {
+            api_version: d.id.api_version.clone(),
+            kind: d.id.kind.clone(),
+            namespace: d.id.namespace.clone(),
+            name: d.id.name.clone(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            digest: d.digest.clone(),
+            managed: managed_digest(meta, manager).unwrap_or_default(),
+        };
         let mut result = d.result(action);
         result.generation = meta.generation;
         if self.request.capture {
@@ -654,7 +693,7 @@ impl<'a> Engine<'a> {
                 .ok()
                 .map(|v| with_type(v, &d.id.api_version, &d.id.kind));
         }
-        result
+        (result, record)
     }
 
     async fn dry_run_wave(
@@ -671,7 +710,12 @@ impl<'a> Engine<'a> {
         for index in unchecked {
             results[index] = Some(self.unchecked(&objects[index]));
         }
-        let answers = self.send(objects, &checkable, true).await;
+        let mut answers = Vec::new();
+        self.send(objects, &checkable, true, |index, outcome| {
+            answers.push((index, outcome));
+        })
+        .await;
+        answers.sort_by_key(|(index, _)| *index);
         let mut failures = Vec::new();
         let mut missing_before = Vec::new();
         for (index, outcome) in answers {
@@ -696,7 +740,7 @@ impl<'a> Engine<'a> {
                 {
                     results[index] = Some(self.unchecked(d));
                 }
-                Err(error) => failures.push(error),
+                Err(error) => failures.push((index, error)),
             }
         }
         if !failures.is_empty() {
@@ -949,7 +993,9 @@ async fn delete(client: &Client, live: &Live, dry_run: bool) -> Result<bool, Req
 }
 
 /// The wave's failures as one error, the first in apply order as the cause.
-fn rejected(wave: Wave, mut failures: Vec<RequestError>) -> Error {
+fn rejected(wave: Wave, mut failures: Vec<(usize, RequestError)>) -> Error {
+    failures.sort_by_key(|(index, _)| *index);
+    let mut failures: Vec<RequestError> = failures.into_iter().map(|(_, e)| e).collect();
     let first = failures.remove(0);
     Error::Rejected {
         wave: WaveName(wave),
@@ -1144,7 +1190,10 @@ fn with_type(value: Value, api_version: &str, kind: &str) -> Value {
         return value;
     };
     let mut typed = serde_json::Map::new();
-    typed.insert("apiVersion".to_string(), Value::String(api_version.to_string()));
+    typed.insert(
+        "apiVersion".to_string(),
+        Value::String(api_version.to_string()),
+    );
     typed.insert("kind".to_string(), Value::String(kind.to_string()));
     for (key, field) in fields {
         if key != "apiVersion" && key != "kind" {

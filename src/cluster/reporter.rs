@@ -13,6 +13,11 @@ pub trait ApplyReporter: Send + Sync {
         let _ = (wave, total);
     }
 
+    /// The server checks `total` objects of the wave with a dry run before any is applied.
+    fn checking(&self, wave: Wave, total: usize) {
+        let _ = (wave, total);
+    }
+
     /// One object of the current wave is done (applied, found unchanged, or dry-run checked).
     fn object_done(&self, result: &ObjectResult) {
         let _ = result;

@@ -85,8 +85,17 @@ impl ApplyReporter for ApplyBars {
         self.start(wave_name(wave), total);
     }
 
+    fn checking(&self, wave: Wave, total: usize) {
+        self.with_bar(wave_name(wave), |bar| {
+            bar.set_message(format!("server dry run of {total}"));
+        });
+    }
+
     fn object_done(&self, result: &ObjectResult) {
-        self.with_bar(wave_name(result.wave), |bar| bar.inc(1));
+        self.with_bar(wave_name(result.wave), |bar| {
+            bar.set_message("");
+            bar.inc(1);
+        });
     }
 
     fn waiting(&self, what: &str) {

@@ -632,6 +632,52 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
             .is_some_and(|b| b.iter().any(|m| m == "someone-else")),
         "{deployment:#}"
     );
+
+    // Applying again meets the other manager's field: a clear conflict, nothing changed ...
+    let conflict = ferry(project.path(), &["apply", "t", "--set", "replicas=3"], &[]).await;
+    conflict.assert_code(2, "apply over another manager's field");
+    assert!(
+        conflict.stderr.contains("conflict with \"someone-else\"")
+            && conflict.stderr.contains(".spec.replicas"),
+        "{}",
+        conflict.stderr
+    );
+    assert!(
+        conflict.stderr.contains("--force-conflicts"),
+        "{}",
+        conflict.stderr
+    );
+    // ... until ferry is told to take the field over.
+    let forced = ferry(
+        project.path(),
+        &[
+            "apply",
+            "t",
+            "--set",
+            "replicas=3",
+            "--force-conflicts",
+            "--output",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    forced.assert_code(0, "apply --force-conflicts");
+    assert_eq!(
+        forced
+            .actions()
+            .get("Deployment/demo-web")
+            .map(String::as_str),
+        Some("configured")
+    );
+    let replicas = ns
+        .api::<Deployment>()
+        .get("demo-web")
+        .await
+        .expect("deployment")
+        .spec
+        .and_then(|s| s.replicas);
+    assert_eq!(replicas, Some(3));
 }
 
 /// Deletes a (cluster-scoped) CRD when dropped, from its own thread and runtime like
