@@ -80,7 +80,7 @@ fn readonly_root(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
         if c.get("/securityContext/readOnlyRootFilesystem") != Some(&Value::Bool(true)) {
             out.push(pod.violation(
                 c.at("securityContext.readOnlyRootFilesystem"),
-                format!("{} has a writable root filesystem", c.label),
+                format!("{} has a writable root filesystem", c.label()),
                 "set securityContext.readOnlyRootFilesystem: true and mount writable paths as emptyDir".to_string(),
             ));
         }
@@ -111,7 +111,7 @@ fn resources(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             if pointers.iter().all(|p| c.get(p).is_none()) {
                 out.push(pod.violation(
                     c.at(path),
-                    format!("{} {what}", c.label),
+                    format!("{} {what}", c.label()),
                     format!("set {path}"),
                 ));
             }
@@ -168,7 +168,7 @@ fn image_digest(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             out.push(
                 pod.violation(
                     c.at("image"),
-                    format!("{} image \"{image}\" is not pinned by digest", c.label),
+                    format!("{} image \"{image}\" is not pinned by digest", c.label()),
                     "reference the image as name@sha256:<digest> (ferry image build prints it)"
                         .to_string(),
                 ),

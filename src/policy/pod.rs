@@ -42,15 +42,22 @@ pub(super) struct Pod<'a> {
     pub path: &'static str,
 }
 
-/// One container of a pod spec.
+/// One container of a pod spec. Its path and label are built only when a rule reports it,
+/// so a clean bundle allocates nothing per container.
 #[derive(Debug, Clone)]
 pub(super) struct Container<'a> {
     /// The container as rendered.
     pub value: &'a Value,
-    /// Its dotted path, e.g. `spec.template.spec.containers[0]`.
-    pub path: String,
-    /// How a message names it, e.g. `init container "migrate"`.
-    pub label: String,
+    /// The pod spec's dotted path.
+    pod_path: &'static str,
+    /// The list it is in, e.g. `initContainers`.
+    list: &'static str,
+    /// How messages call an entry of that list, e.g. `init container`.
+    noun: &'static str,
+    /// Its index in the list.
+    index: usize,
+    /// Its `name`.
+    name: &'a str,
 }
 
 /// Every pod spec in `bundle`, in bundle order.
@@ -119,8 +126,11 @@ impl<'a> Pod<'a> {
                 let name = value.get("name").and_then(Value::as_str).unwrap_or("");
                 out.push(Container {
                     value,
-                    path: format!("{}.{list}[{index}]", self.path),
-                    label: format!("{noun} \"{name}\""),
+                    pod_path: self.path,
+                    list,
+                    noun,
+                    index,
+                    name,
                 });
             }
         }
@@ -183,9 +193,19 @@ impl<'a> Pod<'a> {
 }
 
 impl<'a> Container<'a> {
+    /// Its dotted path, e.g. `spec.template.spec.containers[0]`.
+    pub fn path(&self) -> String {
+        format!("{}.{}[{}]", self.pod_path, self.list, self.index)
+    }
+
+    /// How a message names it, e.g. `init container "migrate"`.
+    pub fn label(&self) -> String {
+        format!("{} \"{}\"", self.noun, self.name)
+    }
+
     /// The dotted path of `rest` inside the container.
     pub fn at(&self, rest: &str) -> String {
-        format!("{}.{rest}", self.path)
+        format!("{}.{rest}", self.path())
     }
 
     /// The non-null value at JSON pointer `pointer` inside the container.

@@ -208,7 +208,7 @@ fn privileged(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
         if truthy(c.get("/securityContext/privileged")) {
             out.push(pod.violation(
                 c.at("securityContext.privileged"),
-                format!("{} runs privileged", c.label),
+                format!("{} runs privileged", c.label()),
                 "remove securityContext.privileged or set it to false".to_string(),
             ));
         }
@@ -227,7 +227,7 @@ fn capabilities(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
         if !drops_all {
             out.push(pod.violation(
                 c.at("securityContext.capabilities.drop"),
-                format!("{} does not drop ALL capabilities", c.label),
+                format!("{} does not drop ALL capabilities", c.label()),
                 "set securityContext.capabilities.drop: [\"ALL\"]".to_string(),
             ));
         }
@@ -239,7 +239,7 @@ fn capabilities(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                 let name = cap.as_str().map_or_else(|| cap.to_string(), str::to_string);
                 out.push(pod.violation(
                     c.at(&format!("securityContext.capabilities.add[{index}]")),
-                    format!("{} adds capability {name}", c.label),
+                    format!("{} adds capability {name}", c.label()),
                     format!(
                         "remove {name} from securityContext.capabilities.add (only {ADDABLE_CAPABILITY} may be added)"
                     ),
@@ -273,7 +273,7 @@ fn host_ports(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             if host_port.as_i64() != Some(0) {
                 out.push(pod.violation(
                     c.at(&format!("ports[{index}].hostPort")),
-                    format!("{} binds host port {host_port}", c.label),
+                    format!("{} binds host port {host_port}", c.label()),
                     "remove hostPort and expose the port through a Service".to_string(),
                 ));
             }
@@ -288,7 +288,7 @@ fn proc_mount(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
         {
             out.push(pod.violation(
                 c.at("securityContext.procMount"),
-                format!("{} sets procMount {mount}, which unmasks /proc", c.label),
+                format!("{} sets procMount {mount}, which unmasks /proc", c.label()),
                 "remove securityContext.procMount or set it to Default".to_string(),
             ));
         }
@@ -326,7 +326,11 @@ fn seccomp(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             match c.get("/securityContext/seccompProfile") {
                 Some(profile) if !confined(profile) => out.push(pod.violation(
                     c.at("securityContext.seccompProfile.type"),
-                    format!("{} sets seccomp profile type {}", c.label, type_of(profile)),
+                    format!(
+                        "{} sets seccomp profile type {}",
+                        c.label(),
+                        type_of(profile)
+                    ),
                     FIX.to_string(),
                 )),
                 Some(_) => {}
@@ -334,7 +338,7 @@ fn seccomp(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                 // pod sets a bad one, fixing the pod fixes this container too.
                 None if pod_profile.is_none() => out.push(pod.violation(
                     c.at("securityContext.seccompProfile.type"),
-                    format!("neither the pod nor {} sets a seccomp profile", c.label),
+                    format!("neither the pod nor {} sets a seccomp profile", c.label()),
                     format!("{FIX} in the pod's securityContext"),
                 )),
                 None => {}
@@ -370,7 +374,7 @@ fn selinux(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
         )];
         for c in pod.containers(Which::All) {
             let options = c.get("/securityContext/seLinuxOptions");
-            contexts.push((c.at("securityContext.seLinuxOptions"), c.label, options));
+            contexts.push((c.at("securityContext.seLinuxOptions"), c.label(), options));
         }
         for (path, who, options) in contexts {
             let Some(options) = options else { continue };
@@ -409,7 +413,7 @@ fn apparmor(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             let profile = c.get("/securityContext/appArmorProfile");
             profiles.push((
                 c.at("securityContext.appArmorProfile.type"),
-                c.label,
+                c.label(),
                 profile,
             ));
         }
@@ -474,8 +478,11 @@ fn priv_esc(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
         let value = c.get("/securityContext/allowPrivilegeEscalation");
         if value != Some(&Value::Bool(false)) {
             let message = match value {
-                None => format!("{} does not set allowPrivilegeEscalation to false", c.label),
-                Some(v) => format!("{} sets allowPrivilegeEscalation to {v}", c.label),
+                None => format!(
+                    "{} does not set allowPrivilegeEscalation to false",
+                    c.label()
+                ),
+                Some(v) => format!("{} sets allowPrivilegeEscalation to {v}", c.label()),
             };
             out.push(pod.violation(
                 c.at("securityContext.allowPrivilegeEscalation"),
@@ -506,7 +513,7 @@ fn run_as_non_root(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> 
             match c.get("/securityContext/runAsNonRoot") {
                 Some(value) if value != &Value::Bool(true) => out.push(pod.violation(
                     c.at("securityContext.runAsNonRoot"),
-                    format!("{} sets runAsNonRoot to {value}", c.label),
+                    format!("{} sets runAsNonRoot to {value}", c.label()),
                     FIX.to_string(),
                 )),
                 Some(_) => {}
@@ -514,7 +521,10 @@ fn run_as_non_root(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> 
                 // reported once, above.
                 None if at_pod.is_none() => out.push(pod.violation(
                     c.at("securityContext.runAsNonRoot"),
-                    format!("neither the pod nor {} sets runAsNonRoot to true", c.label),
+                    format!(
+                        "neither the pod nor {} sets runAsNonRoot to true",
+                        c.label()
+                    ),
                     format!("{FIX} in the pod's securityContext"),
                 )),
                 None => {}
@@ -541,7 +551,7 @@ fn run_as_user(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             if is_root(c.get("/securityContext/runAsUser")) {
                 out.push(pod.violation(
                     c.at("securityContext.runAsUser"),
-                    format!("{} runs as root (runAsUser: 0)", c.label),
+                    format!("{} runs as root (runAsUser: 0)", c.label()),
                     FIX.to_string(),
                 ));
             }
@@ -565,7 +575,7 @@ fn host_probes(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                 if !host.is_empty() {
                     out.push(pod.violation(
                         c.at(&format!("{handler}.{action}.host")),
-                        format!("the {handler} of {} targets host \"{host}\"", c.label),
+                        format!("the {handler} of {} targets host \"{host}\"", c.label()),
                         format!("remove {handler}.{action}.host so the handler targets the pod"),
                     ));
                 }
@@ -588,7 +598,7 @@ fn host_process(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             if truthy(c.get("/securityContext/windowsOptions/hostProcess")) {
                 out.push(pod.violation(
                     c.at("securityContext.windowsOptions.hostProcess"),
-                    format!("{} runs as a windows host process", c.label),
+                    format!("{} runs as a windows host process", c.label()),
                     FIX.to_string(),
                 ));
             }

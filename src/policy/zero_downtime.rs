@@ -83,7 +83,7 @@ fn readiness_probe(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> 
             if c.get("/readinessProbe").is_none() {
                 out.push(pod.violation(
                     c.at("readinessProbe"),
-                    format!("{} has no readiness probe, so it receives traffic before it can serve", c.label),
+                    format!("{} has no readiness probe, so it receives traffic before it can serve", c.label()),
                     "add a readinessProbe (httpGet, grpc or tcpSocket) that reflects the ability to serve".to_string(),
                 ));
             }
@@ -180,7 +180,7 @@ fn prestop(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             let Some(hook) = c.get("/lifecycle/preStop") else {
                 out.push(pod.violation(
                     c.at("lifecycle.preStop"),
-                    format!("{} has no preStop pause, so it stops while endpoints still route to it", c.label),
+                    format!("{} has no preStop pause, so it stops while endpoints still route to it", c.label()),
                     "set lifecycle.preStop.sleep.seconds: 10 (below terminationGracePeriodSeconds)".to_string(),
                 ));
                 continue;
@@ -190,7 +190,7 @@ fn prestop(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                 if seconds <= 0 {
                     out.push(pod.violation(
                         c.at("lifecycle.preStop.sleep.seconds"),
-                        format!("the preStop sleep of {} does not pause", c.label),
+                        format!("the preStop sleep of {} does not pause", c.label()),
                         "set lifecycle.preStop.sleep.seconds to 5-15".to_string(),
                     ));
                 } else if seconds >= grace {
@@ -198,7 +198,7 @@ fn prestop(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                         c.at("lifecycle.preStop.sleep.seconds"),
                         format!(
                             "the preStop sleep of {} ({seconds}s) is not shorter than the termination grace period ({grace}s)",
-                            c.label
+                            c.label()
                         ),
                         "lower lifecycle.preStop.sleep.seconds or raise terminationGracePeriodSeconds above it plus the drain time".to_string(),
                     ));
@@ -209,14 +209,14 @@ fn prestop(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                 if grace <= 0 {
                     out.push(pod.violation(
                         pod.at("terminationGracePeriodSeconds"),
-                        format!("a termination grace period of {grace}s kills {} before its preStop hook runs", c.label),
+                        format!("a termination grace period of {grace}s kills {} before its preStop hook runs", c.label()),
                         "raise terminationGracePeriodSeconds above the preStop pause plus the drain time".to_string(),
                     ));
                 }
             } else {
                 out.push(pod.violation(
                     c.at("lifecycle.preStop"),
-                    format!("the preStop hook of {} has no sleep, httpGet or exec action", c.label),
+                    format!("the preStop hook of {} has no sleep, httpGet or exec action", c.label()),
                     "set lifecycle.preStop.sleep.seconds: 10 (below terminationGracePeriodSeconds)".to_string(),
                 ));
             }
