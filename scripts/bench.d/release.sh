@@ -122,7 +122,9 @@ bench_release() {
   local fixtures=benches/fixtures
   work=$(mktemp -d)
   release_ns=()
-  # Any namespace still listed is deleted on the way out (failure or not).
+  # Any namespace still listed is deleted on the way out (failure or not). Every step ends in
+  # `|| return 1`: under the runner's `set -e` a bare failure would exit the shell without
+  # running this RETURN trap.
   # shellcheck disable=SC2064
   trap "release_cleanup '$work'" RETURN
   release_latency_py >"$work/latency.py"
@@ -142,7 +144,7 @@ bench_release() {
   # --- (a) detection latency
   local tool
   for tool in ferry helm helm-legacy; do
-    release_fresh_ns "$work"
+    release_fresh_ns "$work" || return 1
     local ns=${release_ns[-1]} cmd=() n=$pruns
     case $tool in
       ferry) cmd=("${ferry_rel[@]}" --set 'rollout={n}' --set readyDelay=2s) n=$lruns ;;
@@ -150,23 +152,23 @@ bench_release() {
       helm-legacy) cmd=("${helm_up[@]}" --wait=legacy --namespace "$ns" --set 'rollout={n}' --set readyDelay=2s) ;;
     esac
     # The first install (untimed), then n updates that roll every pod, 2 s to Ready each.
-    release_run "$work" "${cmd[@]/\{n\}/1}" >/dev/null
+    release_run "$work" "${cmd[@]/\{n\}/1}" >/dev/null || return 1
     python3 "$work/latency.py" "$ns" "$n" 2 "$work/latency-$tool.log" -- "${cmd[@]}" \
       >"$work/latency-$tool" ||
       { echo "latency run of $tool failed:" >&2; tail -n 20 "$work/latency-$tool.log" >&2; return 1; }
-    release_drop
+    release_drop || return 1
   done
 
   # --- (b) whole release, first install and rolling update
   for ((i = 0; i < runs; i++)); do
-    release_fresh_ns "$work"
-    release_run "$work" "${ferry_rel[@]}" >>"$work/ferry-first"
-    release_run "$work" "${ferry_rel[@]}" --set rollout=2 >>"$work/ferry-update"
-    release_drop
-    release_fresh_ns "$work"
-    release_run "$work" "${helm_up[@]}" --namespace "${release_ns[-1]}" >>"$work/helm-first"
-    release_run "$work" "${helm_up[@]}" --namespace "${release_ns[-1]}" --set rollout=2 >>"$work/helm-update"
-    release_drop
+    release_fresh_ns "$work" || return 1
+    release_run "$work" "${ferry_rel[@]}" >>"$work/ferry-first" || return 1
+    release_run "$work" "${ferry_rel[@]}" --set rollout=2 >>"$work/ferry-update" || return 1
+    release_drop || return 1
+    release_fresh_ns "$work" || return 1
+    release_run "$work" "${helm_up[@]}" --namespace "${release_ns[-1]}" >>"$work/helm-first" || return 1
+    release_run "$work" "${helm_up[@]}" --namespace "${release_ns[-1]}" --set rollout=2 >>"$work/helm-update" || return 1
+    release_drop || return 1
   done
 
   local fl hl hll ff fu hf hu
@@ -196,7 +198,7 @@ release_fresh_ns() {
   release_seq=$((${release_seq:-0} + 1))
   local ns="bench-release-$$-$release_seq"
   release_ns+=("$ns")
-  kubectl create namespace "$ns" >/dev/null
+  kubectl create namespace "$ns" >/dev/null || return 1
   printf 'context: ferry-local\nnamespace: %s\n' "$ns" >"$1/project/environments/bench.yaml"
 }
 

@@ -80,14 +80,18 @@ impl ServiceAvailability {
     }
 }
 
-/// The number of distinct ready endpoints across `slices`: an endpoint counts once even when
-/// it appears in two slices (a move between slices, or IPv4 and IPv6 slices of one pod). It is
-/// identified by its target (usually the pod), else by its first address.
+/// The number of distinct endpoints across `slices` that take traffic: ready ones, and
+/// terminating ones that still serve (a pod in its preStop pause, draining). The second kind
+/// matters because the EndpointSlice controller lists a new pod a moment after the Deployment
+/// controller, having seen it Ready, starts terminating an old one: counting only `ready` would
+/// report a dip that no request sees. An endpoint counts once even when it appears in two
+/// slices (a move between slices, or IPv4 and IPv6 slices of one pod). It is identified by its
+/// target (usually the pod), else by its first address.
 pub fn ready_endpoints<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> u32 {
     let ready: BTreeSet<String> = slices
         .into_iter()
         .flat_map(|s| s.endpoints.iter().flatten())
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+        .filter(|e| e.conditions.as_ref().is_some_and(takes_traffic))
         .filter_map(|e| match &e.target_ref {
             Some(t) => Some(format!(
                 "{}/{}/{}",
@@ -99,6 +103,12 @@ pub fn ready_endpoints<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) 
         })
         .collect();
     u32::try_from(ready.len()).unwrap_or(u32::MAX)
+}
+
+/// Ready, or terminating and still serving (draining during its preStop pause).
+fn takes_traffic(conditions: &k8s_openapi::api::discovery::v1::EndpointConditions) -> bool {
+    conditions.ready == Some(true)
+        || (conditions.terminating == Some(true) && conditions.serving == Some(true))
 }
 
 /// The floor of a rolling update: `replicas − maxUnavailable`, with a percentage rounded down
@@ -410,6 +420,17 @@ mod tests {
         ]));
         assert_eq!(ready_endpoints([&a, &b]), 2);
         assert_eq!(ready_endpoints([&slice(json!(null))]), 0);
+    }
+
+    #[test]
+    fn a_draining_endpoint_counts_and_a_stopped_one_does_not() {
+        let draining = json!({ "addresses": ["10.0.0.9"], "targetRef": {"kind": "Pod", "namespace": "n", "name": "old"},
+            "conditions": { "ready": false, "serving": true, "terminating": true } });
+        let stopped = json!({ "addresses": ["10.0.0.8"], "targetRef": {"kind": "Pod", "namespace": "n", "name": "gone"},
+            "conditions": { "ready": false, "serving": false, "terminating": true } });
+        let starting = json!({ "addresses": ["10.0.0.7"], "targetRef": {"kind": "Pod", "namespace": "n", "name": "new"},
+            "conditions": { "ready": false, "serving": false, "terminating": false } });
+        assert_eq!(ready_endpoints([&slice(json!([draining, stopped, starting]))]), 1);
     }
 
     #[test]
