@@ -13,7 +13,9 @@ use ferry::render::{self, Templates};
 fn render_1000(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fixtures/render-1000");
     let project = Project::load(&root).expect("the bench fixture loads");
-    let env = project.resolve("bench", &[]).expect("the bench environment resolves");
+    let env = project
+        .resolve("bench", &[])
+        .expect("the bench environment resolves");
     let templates = Templates::load(&root).expect("the bench templates load");
     let pinned = BTreeMap::new();
     let bundle = render::render(&templates, &env, &pinned).expect("the bench fixture renders");
@@ -21,11 +23,15 @@ fn render_1000(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("render-1000");
     group.sample_size(20);
-    group.bench_function("render", |b| b.iter(|| render::render(&templates, &env, &pinned)));
+    group.bench_function("render", |b| {
+        b.iter(|| render::render(&templates, &env, &pinned))
+    });
     group.bench_function("render+yaml", |b| {
         b.iter(|| render::render(&templates, &env, &pinned).map(|b| b.to_yaml()))
     });
-    group.bench_function("lint", |b| b.iter(|| policy::lint(&bundle.objects, &LintContext::default())));
+    group.bench_function("lint", |b| {
+        b.iter(|| policy::lint(&bundle.objects, &LintContext::default()))
+    });
     group.finish();
 }
 

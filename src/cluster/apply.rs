@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures::channel::oneshot;
+use futures::future::Either;
 use futures::{StreamExt, stream};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
@@ -391,42 +393,127 @@ impl<'a> Engine<'a> {
         report: &mut ApplyReport,
         reporter: &dyn ApplyReporter,
     ) -> Result<(), (Option<Wave>, Error)> {
-        let mut waves: BTreeMap<Wave, Vec<Desired>> = BTreeMap::new();
+        let mut grouped: BTreeMap<Wave, Vec<Desired>> = BTreeMap::new();
         for d in &self.desired {
-            waves.entry(d.wave).or_default().push(d.clone());
+            grouped.entry(d.wave).or_default().push(d.clone());
         }
-        for (wave, objects) in waves {
-            reporter.wave_started(wave, objects.len());
-            let started = std::time::Instant::now();
-            let results = self.apply_wave(wave, &objects, reporter).await;
-            match results {
-                Ok(results) => {
-                    let sent = results
-                        .iter()
-                        .filter(|r| r.action != Action::Unchanged)
-                        .count();
-                    tracing::debug!(
-                        wave = super::error::wave_name(wave),
-                        objects = results.len(),
-                        changed = sent,
-                        elapsed = ?started.elapsed(),
-                        "wave done"
-                    );
-                    report.objects.extend(results);
+        let plans: Vec<WavePlan> = grouped
+            .into_iter()
+            .map(|(wave, objects)| {
+                let (to_send, unchanged) = (0..objects.len())
+                    .partition(|i| !self.unchanged_since_last_apply(&objects[*i]));
+                WavePlan {
+                    wave,
+                    objects,
+                    to_send,
+                    unchanged,
                 }
-                Err((done, error)) => {
-                    report.objects.extend(done);
-                    reporter.wave_finished(wave);
-                    return Err((Some(wave), error));
+            })
+            .collect();
+        if self.request.mode == Mode::DryRun {
+            for plan in &plans {
+                reporter.wave_started(plan.wave, plan.objects.len());
+                let outcome = self.dry_run_wave(plan, reporter).await;
+                reporter.wave_finished(plan.wave);
+                match outcome {
+                    Ok(results) => report.objects.extend(results),
+                    Err(error) => return Err((Some(plan.wave), error)),
                 }
             }
-            reporter.wave_finished(wave);
+        } else {
+            self.apply_waves(&plans, report, reporter).await?;
         }
         if self.request.prune {
             self.prune(report, reporter).await.map_err(|e| (None, e))?;
         }
         self.write_inventory().await.map_err(|e| (None, e))?;
         Ok(())
+    }
+
+    /// Applies the waves in order, each after its server dry run passed. The dry runs of
+    /// later waves run ahead, concurrently with the applies of earlier ones, once the waves
+    /// that change what the server accepts (definitions, namespaces, guard rails) are applied.
+    async fn apply_waves(
+        &mut self,
+        plans: &[WavePlan],
+        report: &mut ApplyReport,
+        reporter: &dyn ApplyReporter,
+    ) -> Result<(), (Option<Wave>, Error)> {
+        // The last wave whose objects change what later dry runs see.
+        let gate = plans
+            .iter()
+            .filter(|p| p.wave <= Wave::Guardrails && !p.to_send.is_empty())
+            .map(|p| p.wave)
+            .max();
+        let ahead = |p: &WavePlan| gate.is_none_or(|g| p.wave > g) && p.to_send.len() > 1;
+        let (gate_tx, gate_rx) = oneshot::channel::<()>();
+        let mut checks_tx = Vec::new();
+        let mut checks_rx = Vec::new();
+        for plan in plans {
+            if ahead(plan) {
+                let (tx, rx) = oneshot::channel::<Vec<(usize, RequestError)>>();
+                checks_tx.push(Some(tx));
+                checks_rx.push(Some(rx));
+            } else {
+                checks_tx.push(None);
+                checks_rx.push(None);
+            }
+        }
+        let client = self.client;
+        let params = self.patch_params(true);
+        let concurrency = self.request.concurrency;
+        let checker = async move {
+            if gate.is_some() && gate_rx.await.is_err() {
+                return;
+            }
+            for (plan, tx) in plans.iter().zip(checks_tx) {
+                let Some(tx) = tx else {
+                    continue;
+                };
+                let failures = check(client, plan, &params, concurrency).await;
+                if tx.send(failures).is_err() {
+                    return;
+                }
+            }
+        };
+        let mut gate_tx = Some(gate_tx);
+        let applier = async {
+            for (plan, rx) in plans.iter().zip(checks_rx) {
+                reporter.wave_started(plan.wave, plan.objects.len());
+                let started = std::time::Instant::now();
+                let outcome = self.apply_wave(plan, rx, reporter).await;
+                reporter.wave_finished(plan.wave);
+                match outcome {
+                    Ok(results) => {
+                        tracing::debug!(
+                            wave = super::error::wave_name(plan.wave),
+                            objects = results.len(),
+                            sent = plan.to_send.len(),
+                            elapsed = ?started.elapsed(),
+                            "wave done"
+                        );
+                        report.objects.extend(results);
+                    }
+                    Err((done, error)) => {
+                        report.objects.extend(done);
+                        return Err((Some(plan.wave), error));
+                    }
+                }
+                if Some(plan.wave) == gate
+                    && let Some(tx) = gate_tx.take()
+                {
+                    let _ = tx.send(());
+                }
+            }
+            Ok(())
+        };
+        let applier = std::pin::pin!(applier);
+        let checker = std::pin::pin!(checker);
+        match futures::future::select(applier, checker).await {
+            // The applier is done (or failed): dry runs still running are of no use.
+            Either::Left((outcome, _)) => outcome,
+            Either::Right(((), applier)) => applier.await,
+        }
     }
 
     /// Before the first object of a kind the parent does not list is created, add the kind
@@ -532,52 +619,46 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Applies one wave. On failure, returns what was done in the wave before it.
+    /// Applies one wave whose dry run is `checked` (or checks it here when `None`). On
+    /// failure, returns what was done in the wave before it.
     async fn apply_wave(
         &mut self,
-        wave: Wave,
-        objects: &[Desired],
+        plan: &WavePlan,
+        checked: Option<oneshot::Receiver<Vec<(usize, RequestError)>>>,
         reporter: &dyn ApplyReporter,
     ) -> Result<Vec<ObjectResult>, (Vec<ObjectResult>, Error)> {
+        let wave = plan.wave;
+        let objects = &plan.objects;
         let mut results: Vec<Option<ObjectResult>> = vec![None; objects.len()];
-        let mut to_send: Vec<usize> = Vec::new();
-        for (index, d) in objects.iter().enumerate() {
-            if self.request.mode == Mode::Apply && self.unchanged_since_last_apply(d) {
-                if let Some(record) = self.previous_record(&d.key).cloned() {
-                    self.records.insert(d.key.clone(), record);
-                }
-                let result = d.result(Action::Unchanged);
-                reporter.object_done(&result);
-                results[index] = Some(result);
-            } else {
-                to_send.push(index);
+        for &index in &plan.unchanged {
+            let d = &objects[index];
+            if let Some(record) = self.previous_record(&d.key).cloned() {
+                self.records.insert(d.key.clone(), record);
             }
+            let result = d.result(Action::Unchanged);
+            reporter.object_done(&result);
+            results[index] = Some(result);
         }
         let done = |results: Vec<Option<ObjectResult>>| results.into_iter().flatten().collect();
-        if self.request.mode == Mode::DryRun {
-            return match self
-                .dry_run_wave(wave, objects, &to_send, &mut results, reporter)
-                .await
-            {
-                Ok(()) => Ok(done(results)),
-                Err(error) => Err((Vec::new(), error)),
-            };
-        }
         // A lone object needs no separate check: its apply fails or succeeds whole.
-        if to_send.len() > 1 {
-            reporter.checking(wave, to_send.len());
+        if plan.to_send.len() > 1 {
+            reporter.checking(wave, plan.to_send.len());
             let started = std::time::Instant::now();
-            let mut failures = Vec::new();
-            self.send(objects, &to_send, true, |index, outcome| {
-                if let Err(error) = outcome {
-                    failures.push((index, error));
+            let ahead = match checked {
+                Some(rx) => rx.await.ok(),
+                None => None,
+            };
+            let failures = match ahead {
+                Some(failures) => failures,
+                None => {
+                    let params = self.patch_params(true);
+                    check(self.client, plan, &params, self.request.concurrency).await
                 }
-            })
-            .await;
+            };
             tracing::debug!(
                 wave = super::error::wave_name(wave),
-                objects = to_send.len(),
-                elapsed = ?started.elapsed(),
+                objects = plan.to_send.len(),
+                waited = ?started.elapsed(),
                 "dry run of the wave done"
             );
             if !failures.is_empty() {
@@ -585,21 +666,29 @@ impl<'a> Engine<'a> {
             }
         }
         if wave > Wave::Namespaces
-            && !to_send.is_empty()
+            && !plan.to_send.is_empty()
             && let Err(error) = self.record_kinds_before_creating().await
         {
             return Err((Vec::new(), error));
         }
         let mut applied = Vec::new();
         let mut failures = Vec::new();
-        self.send(objects, &to_send, false, |index, outcome| match outcome {
-            Ok(response) => {
-                let (result, record) = self.applied(&objects[index], &response);
-                reporter.object_done(&result);
-                applied.push((index, result, record));
-            }
-            Err(error) => failures.push((index, error)),
-        })
+        let params = self.patch_params(false);
+        send(
+            self.client,
+            objects,
+            &plan.to_send,
+            &params,
+            self.request.concurrency,
+            |index, outcome| match outcome {
+                Ok(response) => {
+                    let (result, record) = self.applied(&objects[index], &response);
+                    reporter.object_done(&result);
+                    applied.push((index, result, record));
+                }
+                Err(error) => failures.push((index, error)),
+            },
+        )
         .await;
         for (index, result, record) in applied {
             self.records.insert(objects[index].key.clone(), record);
@@ -616,37 +705,6 @@ impl<'a> Engine<'a> {
             return Err((done(results), error));
         }
         Ok(done(results))
-    }
-
-    /// Sends the objects at `indices` (dry-run or for real), concurrently, calling `each` as
-    /// each answer arrives.
-    async fn send(
-        &self,
-        objects: &[Desired],
-        indices: &[usize],
-        dry_run: bool,
-        mut each: impl FnMut(usize, Result<DynamicObject, RequestError>),
-    ) {
-        let params = self.patch_params(dry_run);
-        let verb = if dry_run { Verb::DryRun } else { Verb::Apply };
-        let client = self.client;
-        let params = &params;
-        let mut answers = stream::iter(indices.iter().copied())
-            .map(|index| {
-                let d = &objects[index];
-                async move {
-                    let outcome = d
-                        .api(client)
-                        .patch(&d.id.name, params, &Patch::Apply(&d.body))
-                        .await
-                        .map_err(|e| RequestError::new(verb, d.target(), &e));
-                    (index, outcome)
-                }
-            })
-            .buffer_unordered(self.request.concurrency.max(1));
-        while let Some((index, outcome)) = answers.next().await {
-            each(index, outcome);
-        }
     }
 
     /// The result of a real apply, and its inventory record.
@@ -698,12 +756,18 @@ impl<'a> Engine<'a> {
 
     async fn dry_run_wave(
         &mut self,
-        wave: Wave,
-        objects: &[Desired],
-        to_send: &[usize],
-        results: &mut [Option<ObjectResult>],
+        plan: &WavePlan,
         reporter: &dyn ApplyReporter,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<ObjectResult>, Error> {
+        let wave = plan.wave;
+        let objects = &plan.objects;
+        let to_send = &plan.to_send;
+        let mut results: Vec<Option<ObjectResult>> = vec![None; objects.len()];
+        for &index in &plan.unchanged {
+            let result = objects[index].result(Action::Unchanged);
+            reporter.object_done(&result);
+            results[index] = Some(result);
+        }
         // Objects whose kind the server does not serve yet cannot be checked.
         let (checkable, unchecked): (Vec<usize>, Vec<usize>) =
             to_send.iter().partition(|i| objects[**i].served);
@@ -711,9 +775,15 @@ impl<'a> Engine<'a> {
             results[index] = Some(self.unchecked(&objects[index]));
         }
         let mut answers = Vec::new();
-        self.send(objects, &checkable, true, |index, outcome| {
-            answers.push((index, outcome));
-        })
+        let params = self.patch_params(true);
+        send(
+            self.client,
+            objects,
+            &checkable,
+            &params,
+            self.request.concurrency,
+            |index, outcome| answers.push((index, outcome)),
+        )
         .await;
         answers.sort_by_key(|(index, _)| *index);
         let mut failures = Vec::new();
@@ -770,7 +840,7 @@ impl<'a> Engine<'a> {
             };
             reporter.object_done(result);
         }
-        Ok(())
+        Ok(results.into_iter().flatten().collect())
     }
 
     fn unchecked(&self, d: &Desired) -> ObjectResult {
@@ -951,6 +1021,74 @@ impl<'a> Engine<'a> {
         }
         Ok(())
     }
+}
+
+/// The objects of one wave and what to do with them.
+#[derive(Debug)]
+struct WavePlan {
+    wave: Wave,
+    objects: Vec<Desired>,
+    /// Indices of the objects to send.
+    to_send: Vec<usize>,
+    /// Indices of the objects unchanged since the last apply (not sent).
+    unchanged: Vec<usize>,
+}
+
+/// Sends the objects at `indices` with server-side apply (`params` says whether as a dry run),
+/// at most `concurrency` at a time, calling `each` as each answer arrives.
+async fn send(
+    client: &Client,
+    objects: &[Desired],
+    indices: &[usize],
+    params: &PatchParams,
+    concurrency: usize,
+    mut each: impl FnMut(usize, Result<DynamicObject, RequestError>),
+) {
+    let verb = if params.dry_run {
+        Verb::DryRun
+    } else {
+        Verb::Apply
+    };
+    let mut answers = stream::iter(indices.iter().copied())
+        .map(|index| {
+            let d = &objects[index];
+            async move {
+                let outcome = d
+                    .api(client)
+                    .patch(&d.id.name, params, &Patch::Apply(&d.body))
+                    .await
+                    .map_err(|e| RequestError::new(verb, d.target(), &e));
+                (index, outcome)
+            }
+        })
+        .buffer_unordered(concurrency.max(1));
+    while let Some((index, outcome)) = answers.next().await {
+        each(index, outcome);
+    }
+}
+
+/// The server's dry run of the objects a wave sends: the failures, by index.
+async fn check(
+    client: &Client,
+    plan: &WavePlan,
+    params: &PatchParams,
+    concurrency: usize,
+) -> Vec<(usize, RequestError)> {
+    let mut failures = Vec::new();
+    send(
+        client,
+        &plan.objects,
+        &plan.to_send,
+        params,
+        concurrency,
+        |index, outcome| {
+            if let Err(error) = outcome {
+                failures.push((index, error));
+            }
+        },
+    )
+    .await;
+    failures
 }
 
 /// Deletes one member if it is still the object that was listed (same uid). `Ok(false)` when

@@ -113,7 +113,12 @@ pub fn render(opts: &RenderOptions) -> Result<RenderOutcome, Error> {
     let objects = if blocked {
         Vec::new()
     } else {
-        prepared.bundle.objects.into_iter().map(rendered_object).collect()
+        prepared
+            .bundle
+            .objects
+            .into_iter()
+            .map(rendered_object)
+            .collect()
     };
     let written = match (&opts.output_dir, blocked) {
         (Some(dir), false) => write_files(dir, &objects)?,

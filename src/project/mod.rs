@@ -15,9 +15,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 pub use model::{
-    BackupPolicy, DEFAULT_SECRET_PREFIX, EnvironmentFile, FileMode, Gates, HttpCheck, ImageFile, ImageSpec,
-    ProjectFile,
-    ReleasePolicy, SecretSource,
+    BackupPolicy, DEFAULT_SECRET_PREFIX, EnvironmentFile, FileMode, Gates, HttpCheck, ImageFile,
+    ImageSpec, ProjectFile, ReleasePolicy, SecretSource,
 };
 pub use secrets::{Redacted, SecretStore};
 pub use values::SetOverride;

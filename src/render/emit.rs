@@ -105,19 +105,28 @@ fn write_string(out: &mut String, text: &str, level: usize, is_key: bool) {
 /// Whether `text` can be written without quotes and read back as the same string by both
 /// YAML 1.1 (Kubernetes' Go decoder) and YAML 1.2 readers.
 fn is_plain_safe(text: &str) -> bool {
-    let Some(first) = text.chars().next() else { return false };
+    let Some(first) = text.chars().next() else {
+        return false;
+    };
     if "-?:,[]{}#&*!|>'\"%@`+. =~<".contains(first) {
         return false;
     }
     // Numbers, dates, times, hex, octal and 1.1 sexagesimals start with a digit and use only
     // these characters; a digit-led string with any other character (`50m`, `32Mi`) is text.
-    if first.is_ascii_digit() && text.chars().all(|c| c.is_ascii_hexdigit() || "._:+-xXoO ".contains(c)) {
+    if first.is_ascii_digit()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || "._:+-xXoO ".contains(c))
+    {
         return false;
     }
     if text.ends_with([' ', ':', '\t']) || text.contains(": ") || text.contains(" #") {
         return false;
     }
-    if text.chars().any(|c| c.is_control() || c == '\u{feff}' || c == '\t') {
+    if text
+        .chars()
+        .any(|c| c.is_control() || c == '\u{feff}' || c == '\t')
+    {
         return false;
     }
     !is_reserved_word(text)
@@ -192,12 +201,68 @@ mod tests {
     #[test]
     fn quotes_strings_that_would_read_as_something_else() {
         for text in [
-            "", "8080", "1.5", "0x1F", "010", "1e3", "true", "False", "yes", "NO", "on", "off", "y",
-            "null", "~", "-", "- a", "a: b", "a #b", "#x", "*", "&a", "!tag", "|", ">", "'", "\"",
-            "%", "@", "`", " lead", "trail ", "tab\there", "2024-01-01", ".inf", "-.5", "+1",
-            "key:", "<<", "=", "ALL", "ünïcode", "a\rb", "line\n", "a\nb", "a\n\nb\n\n", " x\ny",
-            "x \ny", "\nx", "1_000", "1:20", "12:30:00", "0o17", "0b101", "1.0e+3", "2001-12-14t21:59:43.10-05:00",
-            "50m", "32Mi", "1Gi", "3h", "deadbeef", "0deadbeef",
+            "",
+            "8080",
+            "1.5",
+            "0x1F",
+            "010",
+            "1e3",
+            "true",
+            "False",
+            "yes",
+            "NO",
+            "on",
+            "off",
+            "y",
+            "null",
+            "~",
+            "-",
+            "- a",
+            "a: b",
+            "a #b",
+            "#x",
+            "*",
+            "&a",
+            "!tag",
+            "|",
+            ">",
+            "'",
+            "\"",
+            "%",
+            "@",
+            "`",
+            " lead",
+            "trail ",
+            "tab\there",
+            "2024-01-01",
+            ".inf",
+            "-.5",
+            "+1",
+            "key:",
+            "<<",
+            "=",
+            "ALL",
+            "ünïcode",
+            "a\rb",
+            "line\n",
+            "a\nb",
+            "a\n\nb\n\n",
+            " x\ny",
+            "x \ny",
+            "\nx",
+            "1_000",
+            "1:20",
+            "12:30:00",
+            "0o17",
+            "0b101",
+            "1.0e+3",
+            "2001-12-14t21:59:43.10-05:00",
+            "50m",
+            "32Mi",
+            "1Gi",
+            "3h",
+            "deadbeef",
+            "0deadbeef",
         ] {
             round_trip(&json!({"v": text, "list": [text], "k": {text: 1}}));
         }
@@ -205,14 +270,23 @@ mod tests {
 
     #[test]
     fn writes_safe_strings_plain() {
-        assert_eq!(to_yaml(&json!({"a": "RuntimeDefault", "b": "/healthz", "c": "ALL"})), "a: RuntimeDefault\nb: /healthz\nc: ALL\n");
-        assert_eq!(to_yaml(&json!({"cpu": "50m", "memory": "32Mi", "port": "8080"})), "cpu: 50m\nmemory: 32Mi\nport: \"8080\"\n");
+        assert_eq!(
+            to_yaml(&json!({"a": "RuntimeDefault", "b": "/healthz", "c": "ALL"})),
+            "a: RuntimeDefault\nb: /healthz\nc: ALL\n"
+        );
+        assert_eq!(
+            to_yaml(&json!({"cpu": "50m", "memory": "32Mi", "port": "8080"})),
+            "cpu: 50m\nmemory: 32Mi\nport: \"8080\"\n"
+        );
     }
 
     #[test]
     fn multi_line_strings_become_literal_blocks() {
         let value = json!({"data": {"config.yaml": "a: 1\nb:\n  - x\n"}});
-        assert_eq!(to_yaml(&value), "data:\n  config.yaml: |\n    a: 1\n    b:\n      - x\n");
+        assert_eq!(
+            to_yaml(&value),
+            "data:\n  config.yaml: |\n    a: 1\n    b:\n      - x\n"
+        );
         round_trip(&value);
         round_trip(&json!({"x": [{"y": "one\ntwo"}, "three\n"]}));
     }

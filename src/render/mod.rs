@@ -290,8 +290,11 @@ pub fn render(
 ) -> Result<Bundle, Error> {
     let registry = compile(templates, env, pinned)?;
     let context = env.template_context();
-    let texts: Vec<Result<String, Error>> =
-        templates.templates.par_iter().map(|t| render_text(&registry, t, &context)).collect();
+    let texts: Vec<Result<String, Error>> = templates
+        .templates
+        .par_iter()
+        .map(|t| render_text(&registry, t, &context))
+        .collect();
     let texts = texts.into_iter().collect::<Result<Vec<String>, Error>>()?;
     let chunks: Vec<Chunk<'_>> = templates
         .templates
@@ -375,11 +378,23 @@ fn syntax_error(name: &str, error: &handlebars::TemplateError) -> Error {
     }
 }
 
-fn render_text(registry: &Handlebars<'_>, template: &Template, context: &Value) -> Result<String, Error> {
+fn render_text(
+    registry: &Handlebars<'_>,
+    template: &Template,
+    context: &Value,
+) -> Result<String, Error> {
     registry.render(&template.name, context).map_err(|e| {
-        let name = e.template_name.clone().unwrap_or_else(|| template.name.clone());
+        let name = e
+            .template_name
+            .clone()
+            .unwrap_or_else(|| template.name.clone());
         let (line, column) = (e.line_no, e.column_no);
-        Error::Render { template: name, line, column, source: explain(RenderErrorReason::from(e)) }
+        Error::Render {
+            template: name,
+            line,
+            column,
+            source: explain(RenderErrorReason::from(e)),
+        }
     })
 }
 
@@ -396,20 +411,34 @@ struct Chunk<'a> {
 /// Splits rendered output at document markers (`---` at the start of a line, which YAML
 /// never allows inside a document), so documents can be parsed in parallel. Each chunk keeps
 /// its marker line, so line numbers stay exact.
-fn split_documents<'a>(template_index: usize, template: &'a Template, text: &'a str) -> Vec<Chunk<'a>> {
+fn split_documents<'a>(
+    template_index: usize,
+    template: &'a Template,
+    text: &'a str,
+) -> Vec<Chunk<'a>> {
     let mut chunks = Vec::new();
     let (mut start, mut first_line, mut offset) = (0, 1, 0);
     for (index, line) in text.split_inclusive('\n').enumerate() {
         let bare = line.trim_end_matches(['\n', '\r']);
         let is_marker = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
         if is_marker && offset > start {
-            chunks.push(Chunk { template_index, template, first_line, text: &text[start..offset] });
+            chunks.push(Chunk {
+                template_index,
+                template,
+                first_line,
+                text: &text[start..offset],
+            });
             start = offset;
             first_line = u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1);
         }
         offset += line.len();
     }
-    chunks.push(Chunk { template_index, template, first_line, text: &text[start..] });
+    chunks.push(Chunk {
+        template_index,
+        template,
+        first_line,
+        text: &text[start..],
+    });
     chunks
 }
 
@@ -417,7 +446,12 @@ fn parse_chunk(chunk: &Chunk<'_>) -> Result<Vec<Value>, Error> {
     yaml::parse_documents(chunk.text).map_err(|failure| {
         let excerpt = failure
             .line
-            .and_then(|l| chunk.text.lines().nth(usize::try_from(l).unwrap_or(0).saturating_sub(1)))
+            .and_then(|l| {
+                chunk
+                    .text
+                    .lines()
+                    .nth(usize::try_from(l).unwrap_or(0).saturating_sub(1))
+            })
             .map(|l| format!(" (the line reads `{}`)", l.trim()))
             .unwrap_or_default();
         Error::Yaml {
@@ -429,12 +463,19 @@ fn parse_chunk(chunk: &Chunk<'_>) -> Result<Vec<Value>, Error> {
 }
 
 /// Turns the parsed documents of one template into objects, numbering them from 1.
-fn to_objects(template: &Template, documents: Vec<Value>, namespace: &str) -> Result<Vec<Object>, Error> {
+fn to_objects(
+    template: &Template,
+    documents: Vec<Value>,
+    namespace: &str,
+) -> Result<Vec<Object>, Error> {
     documents
         .into_iter()
         .enumerate()
         .map(|(index, mut value)| {
-            let origin = Origin { template: PathBuf::from(&template.name), document: index + 1 };
+            let origin = Origin {
+                template: PathBuf::from(&template.name),
+                document: index + 1,
+            };
             default_namespace(&mut value, namespace);
             Object::new(value, Some(origin)).map_err(|source| Error::NotAnObject {
                 template: template.name.clone(),

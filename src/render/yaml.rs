@@ -32,7 +32,10 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlFailure> {
         .map(to_json)
         .filter(|v| !matches!(v, Ok(Value::Null)))
         .collect::<Result<Vec<_>, String>>()
-        .map_err(|message| YamlFailure { line: None, message })
+        .map_err(|message| YamlFailure {
+            line: None,
+            message,
+        })
 }
 
 fn to_json(yaml: Yaml) -> Result<Value, String> {
@@ -41,11 +44,17 @@ fn to_json(yaml: Yaml) -> Result<Value, String> {
         Yaml::Boolean(b) => Value::Bool(b),
         Yaml::Integer(i) => Value::Number(i.into()),
         Yaml::Real(text) => {
-            let float = text.parse::<f64>().map_err(|_| format!("`{text}` is not a number"))?;
-            Value::Number(Number::from_f64(float).ok_or_else(|| format!("`{text}` has no JSON form"))?)
+            let float = text
+                .parse::<f64>()
+                .map_err(|_| format!("`{text}` is not a number"))?;
+            Value::Number(
+                Number::from_f64(float).ok_or_else(|| format!("`{text}` has no JSON form"))?,
+            )
         }
         Yaml::String(s) => Value::String(s),
-        Yaml::Array(items) => Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?),
+        Yaml::Array(items) => {
+            Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?)
+        }
         Yaml::Hash(hash) => {
             let mut map = Map::with_capacity(hash.len());
             for (key, value) in hash {
@@ -63,7 +72,9 @@ fn key_text(key: Yaml) -> Result<String, String> {
         Yaml::Integer(i) => Ok(i.to_string()),
         Yaml::Boolean(b) => Ok(b.to_string()),
         Yaml::Null => Ok("null".to_string()),
-        _ => Err("a mapping key is a list or mapping; Kubernetes objects need text keys".to_string()),
+        _ => {
+            Err("a mapping key is a list or mapping; Kubernetes objects need text keys".to_string())
+        }
     }
 }
 
@@ -74,14 +85,24 @@ mod tests {
 
     #[test]
     fn parses_documents_in_order_and_drops_empty_ones() {
-        let docs = parse_documents("---\na: 1\nb: [x, true, 1.5, ~]\n---\n---\nc: {d: e}\n").unwrap();
-        assert_eq!(docs, vec![json!({"a": 1, "b": ["x", true, 1.5, null]}), json!({"c": {"d": "e"}})]);
+        let docs =
+            parse_documents("---\na: 1\nb: [x, true, 1.5, ~]\n---\n---\nc: {d: e}\n").unwrap();
+        assert_eq!(
+            docs,
+            vec![
+                json!({"a": 1, "b": ["x", true, 1.5, null]}),
+                json!({"c": {"d": "e"}})
+            ]
+        );
     }
 
     #[test]
     fn keeps_key_order_and_resolves_anchors() {
         let docs = parse_documents("z: &v {k: 1}\na: *v\n").unwrap();
-        assert_eq!(serde_json::to_string(&docs[0]).unwrap(), r#"{"z":{"k":1},"a":{"k":1}}"#);
+        assert_eq!(
+            serde_json::to_string(&docs[0]).unwrap(),
+            r#"{"z":{"k":1},"a":{"k":1}}"#
+        );
     }
 
     #[test]
