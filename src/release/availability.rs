@@ -430,7 +430,10 @@ mod tests {
             "conditions": { "ready": false, "serving": false, "terminating": true } });
         let starting = json!({ "addresses": ["10.0.0.7"], "targetRef": {"kind": "Pod", "namespace": "n", "name": "new"},
             "conditions": { "ready": false, "serving": false, "terminating": false } });
-        assert_eq!(ready_endpoints([&slice(json!([draining, stopped, starting]))]), 1);
+        assert_eq!(
+            ready_endpoints([&slice(json!([draining, stopped, starting]))]),
+            1
+        );
     }
 
     #[test]
