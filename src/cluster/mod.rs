@@ -42,4 +42,4 @@ pub const FIELD_MANAGER: &str = "ferry";
 pub const PROVISION_FIELD_MANAGER: &str = "ferry-provision";
 
 /// How many requests the engine keeps in flight by default.
-pub const DEFAULT_CONCURRENCY: usize = 16;
+pub const DEFAULT_CONCURRENCY: usize = 32;

@@ -11,6 +11,10 @@
 //! | delete a member that left the bundle | apply (`dryRun=All` for diff) | `delete` |
 //! | read and apply the ApplySet parent Secret | apply, status | `get`, `patch`, `create` on that one name |
 //! | wait for a CRD to be Established | apply (bundles with CRDs) | `list`, `watch` on those names |
+//! | release records (Secrets, chunked), read and pruned | release, rollback, history | `create`, `delete`, `get`, `list`, `patch` on secrets |
+//! | the release lock | release, rollback | `create`, `delete`, `get`, `update` on leases |
+//! | watch the rollout: workloads, their ReplicaSets and pods | release, rollback | `get`, `list`, `watch` |
+//! | watch the EndpointSlices in front of the workloads | release, rollback | `list`, `watch` on endpointslices |
 //!
 //! Namespaced kinds get a Role per namespace; cluster-scoped kinds (CRDs, Namespaces,
 //! ClusterRoles, …) need a ClusterRole, and only when the bundle has them.
@@ -28,6 +32,29 @@ pub const MEMBER_VERBS: &[&str] = &["create", "delete", "get", "list", "patch"];
 pub const PARENT_VERBS: &[&str] = &["create", "get", "patch"];
 /// Verbs on the bundle's CustomResourceDefinitions, for the Established wait.
 pub const CRD_WAIT_VERBS: &[&str] = &["list", "watch"];
+
+/// What `release`, `rollback` and `history` need in the environment's namespace beyond the
+/// bundle's own kinds: (API group, resources, verbs). The secrets rule also covers the
+/// ApplySet parent Secret.
+pub const RELEASE_RULES: &[(&str, &[&str], &[&str])] = &[
+    (
+        "",
+        &["secrets"],
+        &["create", "delete", "get", "list", "patch"],
+    ),
+    ("", &["pods"], &["get", "list", "watch"]),
+    (
+        "apps",
+        &["daemonsets", "deployments", "replicasets", "statefulsets"],
+        &["get", "list", "watch"],
+    ),
+    (
+        "coordination.k8s.io",
+        &["leases"],
+        &["create", "delete", "get", "update"],
+    ),
+    ("discovery.k8s.io", &["endpointslices"], &["list", "watch"]),
+];
 
 /// One RBAC rule, serialised as Kubernetes writes it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -96,14 +123,13 @@ pub fn deployer_access(
             .collect();
         match &scope {
             Some(namespace) => {
-                let secrets_covered = groups.get("").is_some_and(|r| r.contains("secrets"));
-                if *namespace == ownership.namespace && !secrets_covered {
-                    rules.push(Rule {
-                        api_groups: vec![String::new()],
-                        resources: vec!["secrets".to_string()],
-                        resource_names: vec![ownership.parent.clone()],
-                        verbs: verbs(PARENT_VERBS),
-                    });
+                if *namespace == ownership.namespace {
+                    rules.extend(RELEASE_RULES.iter().map(|(group, resources, list)| Rule {
+                        api_groups: vec![(*group).to_string()],
+                        resources: resources.iter().map(|r| (*r).to_string()).collect(),
+                        resource_names: Vec::new(),
+                        verbs: verbs(list),
+                    }));
                 }
                 rules.sort();
                 access.namespaced.insert(namespace.clone(), rules);
@@ -170,10 +196,19 @@ mod tests {
         );
         assert!(access.cluster.is_empty());
         let rules = &access.namespaced["demo-staging"];
-        assert_eq!(rules.len(), 3, "{rules:#?}");
-        let parent = rules.iter().find(|r| !r.resource_names.is_empty()).unwrap();
-        assert_eq!(parent.resource_names, vec!["ferry-demo".to_string()]);
-        assert_eq!(parent.verbs, vec!["create", "get", "patch"]);
+        assert_eq!(rules.len(), 2 + RELEASE_RULES.len(), "{rules:#?}");
+        let secrets = rules.iter().find(|r| r.resources == ["secrets"]).unwrap();
+        assert!(
+            PARENT_VERBS
+                .iter()
+                .all(|v| secrets.verbs.iter().any(|s| s == v)),
+            "{secrets:?}"
+        );
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.resources == ["leases"] && r.verbs.contains(&"update".to_string()))
+        );
     }
 
     #[test]

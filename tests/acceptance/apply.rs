@@ -333,16 +333,23 @@ async fn a_deployer_bound_by_provision_can_apply_and_is_refused_elsewhere() {
         "a namespaced bundle needs no ClusterRole"
     );
     let rules = docs[0]["rules"].as_array().expect("rules");
-    let verbs: Vec<&Value> = rules
-        .iter()
-        .flat_map(|r| r["verbs"].as_array().into_iter().flatten())
-        .collect();
-    assert!(
-        !verbs
-            .iter()
-            .any(|v| *v == "*" || *v == "update" || *v == "escalate"),
-        "{rules:#?}"
-    );
+    for rule in rules {
+        let verbs = rule["verbs"].as_array().expect("verbs");
+        assert!(
+            !verbs
+                .iter()
+                .any(|v| *v == "*" || *v == "escalate" || *v == "bind"),
+            "{rules:#?}"
+        );
+        // `update` only where a read-modify-write is needed: renewing the release Lease.
+        if verbs.iter().any(|v| *v == "update") {
+            assert_eq!(
+                rule["resources"],
+                serde_json::json!(["leases"]),
+                "{rules:#?}"
+            );
+        }
+    }
 
     ferry(project.path(), &["provision", "t"], &[])
         .await
@@ -372,6 +379,28 @@ async fn a_deployer_bound_by_provision_can_apply_and_is_refused_elsewhere() {
         .await
         .assert_code(0, "diff as the deployer");
     ferry(project.path(), &["status", "t", "--context", &limited], &[]).await;
+    // The same rules are enough to release: lock, records, rollout and endpoint watches.
+    ferry(
+        project.path(),
+        &[
+            "release",
+            "t",
+            "--context",
+            &limited,
+            "--set",
+            "config.greeting=released",
+        ],
+        &[],
+    )
+    .await
+    .assert_code(0, "release as the deployer");
+    ferry(
+        project.path(),
+        &["history", "t", "--context", &limited],
+        &[],
+    )
+    .await
+    .assert_code(0, "history as the deployer");
 
     // ... and nowhere else.
     project.environment(elsewhere.name(), "");
