@@ -5,8 +5,12 @@
 //! configuration files (where schema errors with lines matter more than speed). Duplicate
 //! keys are errors, as Kubernetes' strict decoding makes them.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Number, Value};
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// Why a chunk of rendered output is not YAML Ferry accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,28 +21,174 @@ pub struct YamlFailure {
     pub message: String,
 }
 
+impl YamlFailure {
+    fn at(mark: Marker, message: String) -> Self {
+        YamlFailure {
+            line: u64::try_from(mark.line()).ok().filter(|l| *l > 0),
+            message,
+        }
+    }
+}
+
 /// Parses every document of `text`; empty documents are dropped.
+///
+/// Values are built straight from the parser's events (no intermediate YAML tree), which is
+/// what makes this the fast path.
 ///
 /// # Errors
 /// [`YamlFailure`] on a syntax error, a duplicate key, a non-scalar mapping key, an
 /// unresolved alias, or a number JSON cannot hold (`.inf`, `.nan`).
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlFailure> {
-    let documents = YamlLoader::load_from_str(text).map_err(|e| YamlFailure {
-        line: u64::try_from(e.marker().line()).ok().filter(|l| *l > 0),
-        message: e.info().to_string(),
-    })?;
-    documents
+    let mut builder = Builder::default();
+    Parser::new_from_str(text)
+        .load(&mut builder, true)
+        .map_err(|e| YamlFailure::at(*e.marker(), e.info().to_string()))?;
+    if let Some(failure) = builder.failure {
+        return Err(failure);
+    }
+    Ok(builder
+        .documents
         .into_iter()
-        .map(to_json)
-        .filter(|v| !matches!(v, Ok(Value::Null)))
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(|message| YamlFailure {
-            line: None,
-            message,
-        })
+        .filter(|v| !v.is_null())
+        .collect())
 }
 
-fn to_json(yaml: Yaml) -> Result<Value, String> {
+/// A collection being built.
+enum Frame {
+    Sequence {
+        items: Vec<Value>,
+        anchor: usize,
+    },
+    Mapping {
+        map: Map<String, Value>,
+        key: Option<String>,
+        anchor: usize,
+    },
+}
+
+/// Builds JSON values from parser events; the first failure stops it.
+#[derive(Default)]
+struct Builder {
+    documents: Vec<Value>,
+    stack: Vec<Frame>,
+    anchors: BTreeMap<usize, Value>,
+    failure: Option<YamlFailure>,
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, event: Event, mark: Marker) {
+        if self.failure.is_some() {
+            return;
+        }
+        if let Err(message) = self.handle(event) {
+            self.failure = Some(YamlFailure::at(mark, message));
+        }
+    }
+}
+
+impl Builder {
+    fn handle(&mut self, event: Event) -> Result<(), String> {
+        match event {
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Frame::Sequence {
+                    items: Vec::new(),
+                    anchor,
+                });
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Frame::Mapping {
+                    map: Map::new(),
+                    key: None,
+                    anchor,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
+                Some(Frame::Sequence { items, anchor }) => {
+                    self.insert(Value::Array(items), anchor)?
+                }
+                Some(Frame::Mapping { map, anchor, .. }) => {
+                    self.insert(Value::Object(map), anchor)?
+                }
+                None => return Err("unbalanced collection end".to_string()),
+            },
+            Event::Scalar(text, style, anchor, tag) => {
+                let value = scalar(text, style, tag.as_ref())?;
+                self.insert(value, anchor)?;
+            }
+            Event::Alias(id) => {
+                let value = self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or("an alias refers to no anchor")?;
+                self.insert(value, 0)?;
+            }
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd => {}
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, value: Value, anchor: usize) -> Result<(), String> {
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.documents.push(value),
+            Some(Frame::Sequence { items, .. }) => items.push(value),
+            Some(Frame::Mapping { map, key, .. }) => match key.take() {
+                None => *key = Some(key_text(value)?),
+                Some(name) => {
+                    if map.contains_key(&name) {
+                        return Err(format!("{name:?}: duplicated key in mapping"));
+                    }
+                    map.insert(name, value);
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// A scalar's value: quoted and block scalars are strings; plain ones are resolved by the
+/// YAML 1.2 core schema, as yaml-rust2's own loader does; `!!str`, `!!int`, … are honoured.
+fn scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
+    if style != TScalarStyle::Plain {
+        return Ok(Value::String(text));
+    }
+    match tag {
+        Some(Tag { handle, suffix }) if handle == "tag:yaml.org,2002:" => match suffix.as_str() {
+            "str" => Ok(Value::String(text)),
+            "bool" | "int" | "float" | "null" => match Yaml::from_str(&text) {
+                Yaml::String(_) => Err(format!("`{text}` is not a valid !!{suffix}")),
+                resolved => resolved_value(resolved),
+            },
+            _ => Ok(Value::String(text)),
+        },
+        Some(_) => Ok(Value::String(text)),
+        None if could_be_typed(&text) => match Yaml::from_str(&text) {
+            Yaml::String(_) => Ok(Value::String(text)),
+            resolved => resolved_value(resolved),
+        },
+        None => Ok(Value::String(text)),
+    }
+}
+
+/// Whether a plain scalar might resolve to something other than a string (null, a boolean or
+/// a number); everything else skips the resolver.
+fn could_be_typed(text: &str) -> bool {
+    match text.as_bytes().first() {
+        None => true,
+        Some(b) if b.is_ascii_digit() || b"+-.~".contains(b) => true,
+        Some(b't' | b'T' | b'f' | b'F' | b'n' | b'N') => text.len() <= 5,
+        Some(_) => false,
+    }
+}
+
+fn resolved_value(yaml: Yaml) -> Result<Value, String> {
     Ok(match yaml {
         Yaml::Null => Value::Null,
         Yaml::Boolean(b) => Value::Bool(b),
@@ -52,26 +202,16 @@ fn to_json(yaml: Yaml) -> Result<Value, String> {
             )
         }
         Yaml::String(s) => Value::String(s),
-        Yaml::Array(items) => {
-            Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?)
-        }
-        Yaml::Hash(hash) => {
-            let mut map = Map::with_capacity(hash.len());
-            for (key, value) in hash {
-                map.insert(key_text(key)?, to_json(value)?);
-            }
-            Value::Object(map)
-        }
-        Yaml::Alias(_) | Yaml::BadValue => return Err("an alias refers to no anchor".to_string()),
+        _ => return Err("unexpected scalar".to_string()),
     })
 }
 
-fn key_text(key: Yaml) -> Result<String, String> {
+fn key_text(key: Value) -> Result<String, String> {
     match key {
-        Yaml::String(s) | Yaml::Real(s) => Ok(s),
-        Yaml::Integer(i) => Ok(i.to_string()),
-        Yaml::Boolean(b) => Ok(b.to_string()),
-        Yaml::Null => Ok("null".to_string()),
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Null => Ok("null".to_string()),
         _ => {
             Err("a mapping key is a list or mapping; Kubernetes objects need text keys".to_string())
         }
