@@ -133,7 +133,9 @@ pub fn availability_floor(replicas: i32, max_unavailable: Option<&IntOrString>) 
 #[derive(Debug, thiserror::Error)]
 pub enum AvailabilityError {
     /// A Service's first EndpointSlice list did not complete in time.
-    #[error("the EndpointSlices of service {namespace}/{service} could not be listed in time")]
+    #[error(
+        "the EndpointSlices of service {namespace}/{service} did not list the ready endpoints its floor expects in time"
+    )]
     Sync {
         /// The namespace.
         namespace: String,
@@ -181,7 +183,8 @@ pub struct AvailabilityWatch {
 
 impl AvailabilityWatch {
     /// Starts watching `services` in `namespace` and returns once each has been listed
-    /// completely, so the minimum covers everything that happens after this call.
+    /// completely and lists at least its floor of endpoints (its slices have caught up with
+    /// the pods already ready), so the minimum covers everything that happens after this call.
     ///
     /// # Errors
     /// [`AvailabilityError::Sync`] when a first list does not complete within 30 s,
@@ -321,6 +324,7 @@ async fn watch_service(
         .default_backoff()
         .boxed();
     let mut synced = Some(synced);
+    let mut listed = false;
     let mut errors = 0u32;
     loop {
         let event = tokio::select! {
@@ -342,16 +346,25 @@ async fn watch_service(
             }
             Some(Ok(event)) => {
                 errors = 0;
-                let first = match event {
-                    watcher::Event::InitDone => synced.is_some(),
-                    watcher::Event::Apply(_) | watcher::Event::Delete(_) => false,
+                match event {
                     // The store swaps in the new list only at InitDone.
                     watcher::Event::Init | watcher::Event::InitApply(_) => continue,
-                };
-                if synced.is_none() || first {
-                    record(&store, &target, &shared, &breach, reporter.as_ref());
+                    watcher::Event::InitDone => listed = true,
+                    watcher::Event::Apply(_) | watcher::Event::Delete(_) => {}
                 }
-                if first && let Some(tx) = synced.take() {
+                if !listed {
+                    continue;
+                }
+                // Arm only once the slices list the endpoints the floor expects: the floor is
+                // capped at the pods the workload reports ready, and the EndpointSlice
+                // controller can lag behind them (e.g. right after a previous release).
+                if synced.is_some()
+                    && ready_endpoints(store.state().iter().map(AsRef::as_ref)) < target.floor
+                {
+                    continue;
+                }
+                record(&store, &target, &shared, &breach, reporter.as_ref());
+                if let Some(tx) = synced.take() {
                     let _ = tx.send(());
                 }
             }
