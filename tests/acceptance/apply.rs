@@ -17,13 +17,11 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
-use crate::support::{TestNamespace, cluster, unique_name};
+use crate::support::{TestNamespace, cluster, delete_cluster_scoped, unique_name};
 
 /// How long one ferry command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -715,20 +713,7 @@ struct DeleteCrd(String);
 
 impl Drop for DeleteCrd {
     fn drop(&mut self) {
-        let name = self.0.clone();
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let client = cluster().client().await;
-                let _ = Api::<CustomResourceDefinition>::all(client)
-                    .delete(&name, &DeleteParams::background())
-                    .await;
-            });
-            Ok::<_, std::io::Error>(())
-        });
-        let _ = done.join();
+        delete_cluster_scoped::<CustomResourceDefinition>(self.0.clone());
     }
 }
 

@@ -247,25 +247,34 @@ impl Drop for TestNamespace {
         if std::env::var(KEEP_NAMESPACES_VAR).as_deref() == Ok("1") {
             return;
         }
-        // Drop cannot await, and the test's runtime may be single-threaded: delete from a
-        // fresh thread with its own runtime and client. Namespace deletion then finishes in the
-        // background (the namespace controller removes the contents).
-        let name = self.name.clone();
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let client = cluster().client().await;
-                let _ = Api::<Namespace>::all(client)
-                    .delete(&name, &DeleteParams::background())
-                    .await;
-            });
-            Ok::<_, std::io::Error>(())
-        });
-        // A failed delete must not hide the test's own outcome.
-        let _ = done.join();
+        // Namespace deletion then finishes in the background (the namespace controller
+        // removes the contents).
+        delete_cluster_scoped::<Namespace>(self.name.clone());
     }
+}
+
+/// Deletes the cluster-scoped object `name` of kind `K`, for `Drop` impls: Drop cannot
+/// await and the test's runtime may be single-threaded, so this deletes from a fresh thread
+/// with its own runtime and client. A failed delete must not hide the test's own outcome, so
+/// errors are ignored.
+pub fn delete_cluster_scoped<K>(name: String)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
+    let done = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let client = cluster().client().await;
+            let _ = Api::<K>::all(client)
+                .delete(&name, &DeleteParams::background())
+                .await;
+        });
+        Ok::<_, std::io::Error>(())
+    });
+    let _ = done.join();
 }
 
 /// A DNS-1123 name unique within this test run: prefix, process id, counter.
