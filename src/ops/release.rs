@@ -6,7 +6,7 @@
 //! [`crate::cluster`]; it never prints and never picks an exit code (an outcome that failed
 //! safely is still `Ok`, with its [`ReleaseStatus`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,10 +30,10 @@ use crate::policy::{self, Finding, LintContext, Severity};
 use crate::release::{
     AvailabilityError, AvailabilityWatch, Candidate, CheckError, CheckResult, CheckSpec,
     DEFAULT_LEASE_DURATION, LockError, LockGuard, LockOptions, RecordError, RecordStore,
-    ReleaseRecord, ReleaseStatus, RolloutError, RolloutOutcome, RolloutReporter,
-    ServiceAvailability, ServiceFloor, Timings, WaitOptions, Workload, WorkloadKind,
+    RecordSummary, ReleaseRecord, ReleaseStatus, RolloutError, RolloutOutcome, RolloutReporter,
+    RolloutWatch, ServiceAvailability, ServiceFloor, Timings, WaitOptions, Workload, WorkloadKind,
     WorkloadOutcome, acquire, availability_floor, current_user, default_holder, http_client,
-    run_checks, wait_for_rollout,
+    next_revision_after, run_checks, wait_for_rollout,
 };
 use crate::ui::{Diagnostic, ExitStatus};
 
@@ -388,8 +388,11 @@ pub async fn release(
     let client = cluster.client.clone();
     let store = RecordStore::new(client.clone(), &env.namespace, &env.app, &env.name);
 
-    // What to release, and the strict lint against the last good revision.
-    let previous = store.last_succeeded().await?;
+    // What to release, and the strict lint against the last good revision. This history is
+    // read before the lock; it stands after the lock only when nobody held the lock meanwhile
+    // (see `settled_history`).
+    let history = store.history().await?;
+    let previous = store.last_succeeded_in(&history).await?;
     let (objects, candidate, source, findings) = match opts.source {
         Source::Render => {
             let previous_objects = match &previous {
@@ -413,6 +416,13 @@ pub async fn release(
             (objects, target.candidate.clone(), source, Vec::new())
         }
     };
+
+    // Watch the workloads from now on, so the wait after the apply starts warm.
+    let rollout_watch = RolloutWatch::start(
+        &client,
+        namespaces_of(&objects, &env.namespace),
+        &kinds_of(&objects),
+    );
 
     let guard = or_interrupt(
         acquire(
@@ -441,11 +451,11 @@ pub async fn release(
         interrupt,
     };
 
-    let recovered = match recover(&ctx, &store, &guard, &env.name).await {
-        Ok(r) => r,
+    let mut history = match settled_history(&store, &guard, history).await {
+        Ok(h) => h,
         Err(e) => {
             let _ = guard.release().await;
-            return Err(e);
+            return Err(e.into());
         }
     };
 
@@ -464,14 +474,36 @@ pub async fn release(
         rolled_back_to: None,
         source: source.clone(),
     };
-    let created = async {
-        record.revision = store.next_revision().await?;
-        store.create(&record).await
-    }
-    .await;
-    if let Err(e) = created {
-        let _ = guard.release().await;
-        return Err(e.into());
+    // The pending record, under the lock. A revision taken since the history was read means
+    // a release ran in between: read the history again (recovering what it left) and retry.
+    let mut recovered = None;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let created = async {
+            if let Some(r) = recover(&ctx, &store, &guard, &env.name, &history).await? {
+                recovered = Some(r);
+            }
+            record.revision = next_revision_after(&history);
+            store.create(&record).await.map_err(Error::from)
+        }
+        .await;
+        match created {
+            Ok(()) => break,
+            Err(Error::Record(RecordError::RevisionTaken { .. })) if attempts < 3 => {
+                history = match store.history().await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        let _ = guard.release().await;
+                        return Err(e.into());
+                    }
+                };
+            }
+            Err(e) => {
+                let _ = guard.release().await;
+                return Err(e);
+            }
+        }
     }
 
     let floors = match floors(&client, &env.namespace, &objects).await {
@@ -503,6 +535,7 @@ pub async fn release(
         &objects,
         &templates_digest,
         watch,
+        &rollout_watch,
         &specs,
         &http,
         &guard,
@@ -631,6 +664,7 @@ async fn phases(
     objects: &[Object],
     templates_digest: &str,
     mut watch: AvailabilityWatch,
+    rollout_watch: &RolloutWatch,
     specs: &[CheckSpec],
     http: &reqwest::Client,
     guard: &LockGuard,
@@ -672,7 +706,7 @@ async fn phases(
                 b.service, b.min_ready, b.floor
             )));
         }
-        r = wait_for_rollout(&ctx.client, &workloads, ctx.timeout, WaitOptions::default(), ctx.reporter.as_ref()) => r,
+        r = rollout_watch.wait(&workloads, ctx.timeout, WaitOptions::default(), ctx.reporter.as_ref()) => r,
     };
     timings.phase("rollout", t.elapsed());
     match rollout {
@@ -752,6 +786,25 @@ async fn restore(ctx: &Ctx<'_>, target: &ReleaseRecord) -> Result<RolloutOutcome
     .map_err(RestoreError::Rollout)
 }
 
+/// The record history to go on with once the lock is held: `read_before` (read before the
+/// lock) when the lock was free all along and its newest record is settled, else a fresh read.
+/// A release that took and let go of the lock in between wrote a revision, which the pending
+/// record's create then finds taken.
+async fn settled_history(
+    store: &RecordStore,
+    guard: &LockGuard,
+    read_before: Vec<RecordSummary>,
+) -> Result<Vec<RecordSummary>, RecordError> {
+    let newest_pending = read_before
+        .last()
+        .is_some_and(|s| s.status == ReleaseStatus::Pending);
+    if guard.uncontended() && !newest_pending {
+        Ok(read_before)
+    } else {
+        store.history().await
+    }
+}
+
 /// Settles a release left pending by a crashed Ferry: restores the last succeeded revision
 /// (or marks it failed when there is none).
 async fn recover(
@@ -759,8 +812,9 @@ async fn recover(
     store: &RecordStore,
     guard: &LockGuard,
     environment: &str,
+    history: &[RecordSummary],
 ) -> Result<Option<Recovery>, Error> {
-    let Some(newest) = store.history().await?.pop() else {
+    let Some(newest) = history.last() else {
         return Ok(None);
     };
     if newest.status != ReleaseStatus::Pending {
@@ -875,6 +929,27 @@ fn workloads_of(objects: &[ObjectResult], namespace: &str) -> Vec<Workload> {
         .collect()
 }
 
+/// The namespaces of the bundle's workloads (`default_namespace` for those without one).
+fn namespaces_of(objects: &[Object], default_namespace: &str) -> BTreeSet<String> {
+    objects
+        .iter()
+        .filter(|o| WorkloadKind::from_kind(&o.id.kind).is_some())
+        .map(|o| {
+            o.id.namespace
+                .clone()
+                .unwrap_or_else(|| default_namespace.to_string())
+        })
+        .collect()
+}
+
+/// The workload kinds of the bundle.
+fn kinds_of(objects: &[Object]) -> BTreeSet<WorkloadKind> {
+    objects
+        .iter()
+        .filter_map(|o| WorkloadKind::from_kind(&o.id.kind))
+        .collect()
+}
+
 /// Container images of the bundle: image reference without digest or tag → full reference.
 fn images_of(objects: &[Object]) -> BTreeMap<String, String> {
     let mut images = BTreeMap::new();
@@ -903,17 +978,8 @@ async fn floors(
     namespace: &str,
     objects: &[Object],
 ) -> Result<Vec<ServiceFloor>, Error> {
-    let mut floors: BTreeMap<String, u32> = BTreeMap::new();
-    let live_err = |kind: &'static str, name: &str| {
-        let namespace = namespace.to_string();
-        let name = name.to_string();
-        move |source: kube::Error| Error::Live {
-            kind,
-            namespace,
-            name,
-            source: Box::new(source),
-        }
-    };
+    // Which workload each Service selects, and the floor its manifest asks for.
+    let mut pairs: Vec<(&str, &Object, u32)> = Vec::new();
     for svc in objects.iter().filter(|o| o.id.kind == "Service") {
         let Some(selector) = svc
             .value
@@ -931,53 +997,100 @@ async fn floors(
             else {
                 continue;
             };
-            if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-                continue;
+            if selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                && let Some(floor) = manifest_floor(w)
+            {
+                pairs.push((svc.id.name.as_str(), w, floor));
             }
-            let replicas = w
-                .value
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .and_then(|r| i32::try_from(r).ok())
-                .unwrap_or(1);
-            let (floor, ready) = match w.id.kind.as_str() {
-                "Deployment" => {
-                    let max: Option<IntOrString> = w
-                        .value
-                        .pointer("/spec/strategy/rollingUpdate/maxUnavailable")
-                        .and_then(|v| serde_json::from_value(v.clone()).ok());
-                    let live = Api::<Deployment>::namespaced(client.clone(), namespace)
-                        .get_opt(&w.id.name)
-                        .await
-                        .map_err(live_err("Deployment", &w.id.name))?;
-                    let Some(live) = live else { continue };
-                    let ready = live.status.and_then(|s| s.ready_replicas).unwrap_or(0);
-                    (availability_floor(replicas, max.as_ref()), ready)
-                }
-                "StatefulSet" => {
-                    let max: IntOrString = w
-                        .value
-                        .pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable")
-                        .and_then(|v| serde_json::from_value(v.clone()).ok())
-                        .unwrap_or(IntOrString::Int(1));
-                    let live = Api::<StatefulSet>::namespaced(client.clone(), namespace)
-                        .get_opt(&w.id.name)
-                        .await
-                        .map_err(live_err("StatefulSet", &w.id.name))?;
-                    let Some(live) = live else { continue };
-                    let ready = live.status.and_then(|s| s.ready_replicas).unwrap_or(0);
-                    (availability_floor(replicas, Some(&max)), ready)
-                }
-                _ => continue,
-            };
-            let floor = floor.min(u32::try_from(ready).unwrap_or(0));
-            if floor > 0 {
-                *floors.entry(svc.id.name.clone()).or_insert(0) += floor;
-            }
+        }
+    }
+    // The live ready replicas of each workload concerned, read concurrently.
+    let mut workloads: Vec<&Object> = pairs.iter().map(|(_, w, _)| *w).collect();
+    workloads.sort_by(|a, b| (&a.id.kind, &a.id.name).cmp(&(&b.id.kind, &b.id.name)));
+    workloads.dedup_by(|a, b| (&a.id.kind, &a.id.name) == (&b.id.kind, &b.id.name));
+    let ready: Vec<Option<i32>> = futures::future::try_join_all(
+        workloads
+            .iter()
+            .map(|w| live_ready(client, namespace, &w.id.kind, &w.id.name)),
+    )
+    .await?;
+    let ready_of = |w: &Object| {
+        workloads
+            .iter()
+            .position(|x| (&x.id.kind, &x.id.name) == (&w.id.kind, &w.id.name))
+            .and_then(|i| ready[i])
+    };
+    let mut floors: BTreeMap<String, u32> = BTreeMap::new();
+    for (service, w, floor) in pairs {
+        // A workload not live yet has nothing to keep available.
+        let Some(ready) = ready_of(w) else { continue };
+        let floor = floor.min(u32::try_from(ready).unwrap_or(0));
+        if floor > 0 {
+            *floors.entry(service.to_string()).or_insert(0) += floor;
         }
     }
     Ok(floors
         .into_iter()
         .map(|(service, floor)| ServiceFloor { service, floor })
         .collect())
+}
+
+/// The availability floor a Deployment's or StatefulSet's manifest asks for (replicas minus
+/// maxUnavailable); `None` for other kinds.
+fn manifest_floor(w: &Object) -> Option<u32> {
+    let replicas = w
+        .value
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .and_then(|r| i32::try_from(r).ok())
+        .unwrap_or(1);
+    match w.id.kind.as_str() {
+        "Deployment" => {
+            let max: Option<IntOrString> = w
+                .value
+                .pointer("/spec/strategy/rollingUpdate/maxUnavailable")
+                .and_then(|v| serde_json::from_value(v.clone()).ok());
+            Some(availability_floor(replicas, max.as_ref()))
+        }
+        "StatefulSet" => {
+            let max: IntOrString = w
+                .value
+                .pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or(IntOrString::Int(1));
+            Some(availability_floor(replicas, Some(&max)))
+        }
+        _ => None,
+    }
+}
+
+/// The ready replicas of a live Deployment or StatefulSet; `None` when it does not exist.
+async fn live_ready(
+    client: &Client,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+) -> Result<Option<i32>, Error> {
+    let live_err = |kind: &'static str| {
+        move |source: kube::Error| Error::Live {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source: Box::new(source),
+        }
+    };
+    let ready = match kind {
+        "Deployment" => Api::<Deployment>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(live_err("Deployment"))?
+            .map(|d| d.status.and_then(|s| s.ready_replicas).unwrap_or(0)),
+        "StatefulSet" => Api::<StatefulSet>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(live_err("StatefulSet"))?
+            .map(|s| s.status.and_then(|s| s.ready_replicas).unwrap_or(0)),
+        _ => None,
+    };
+    Ok(ready)
 }

@@ -227,9 +227,17 @@ pub struct LockGuard {
     stop: watch::Sender<bool>,
     renewals: Option<JoinHandle<()>>,
     took_over: Option<TakenOver>,
+    uncontended: bool,
 }
 
 impl LockGuard {
+    /// True when no Lease existed at the call and this one was created at the first attempt:
+    /// nobody held the lock from before the call until now, except a holder that took it and
+    /// let it go in between (the caller detects that one by the revision it wrote).
+    pub fn uncontended(&self) -> bool {
+        self.uncontended
+    }
+
     /// The former holder when the lock was taken over after it expired.
     pub fn took_over(&self) -> Option<&TakenOver> {
         self.took_over.as_ref()
@@ -324,7 +332,9 @@ pub async fn acquire(client: &Client, options: &LockOptions) -> Result<LockGuard
     let name = lease_name(&options.app, &options.env);
     let api: Api<Lease> = Api::namespaced(client.clone(), ns);
     let started = Instant::now();
+    let mut first_attempt = true;
     loop {
+        let uncontended = std::mem::replace(&mut first_attempt, false);
         let now = Timestamp::now();
         let fresh = Lease {
             metadata: ObjectMeta {
@@ -353,7 +363,11 @@ pub async fn acquire(client: &Client, options: &LockOptions) -> Result<LockGuard
             }),
         };
         match api.create(&PostParams::default(), &fresh).await {
-            Ok(lease) => return Ok(start_guard(api, options, name, lease, None)),
+            Ok(lease) => {
+                let mut guard = start_guard(api, options, name, lease, None);
+                guard.uncontended = uncontended;
+                return Ok(guard);
+            }
             Err(kube::Error::Api(s)) if s.is_already_exists() => {}
             Err(e) => return Err(api_error("create", ns, &name, e)),
         }
@@ -460,6 +474,7 @@ fn start_guard(
         stop,
         renewals: Some(renewals),
         took_over,
+        uncontended: false,
     }
 }
 

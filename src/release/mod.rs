@@ -68,13 +68,13 @@ pub use lock::{
 };
 pub use record::{
     Candidate, RecordError, RecordStore, RecordSummary, ReleaseRecord, ReleaseStatus, Timings,
-    current_user,
+    current_user, next_revision_after,
 };
 pub use reporter::{NoopRolloutReporter, RolloutReporter};
 pub use rollout::{
-    PodFailure, Progress, RolloutError, RolloutOutcome, RolloutState, WaitOptions, Workload,
-    WorkloadFailure, WorkloadKind, WorkloadOutcome, daemonset_state, deployment_state, pod_failure,
-    statefulset_state, wait_for_rollout,
+    PodFailure, Progress, RolloutError, RolloutOutcome, RolloutState, RolloutWatch, WaitOptions,
+    Workload, WorkloadFailure, WorkloadKind, WorkloadOutcome, daemonset_state, deployment_state,
+    pod_failure, statefulset_state, wait_for_rollout,
 };
 
 /// Serializes a [`std::time::Duration`] as whole milliseconds (fields named `*_ms`).

@@ -372,6 +372,11 @@ pub fn decode(
     serde_json::from_slice(&json).map_err(|e| corrupt(e.into()))
 }
 
+/// The revision after the newest of `history` (sorted by revision): 1 for an empty history.
+pub fn next_revision_after(history: &[RecordSummary]) -> u32 {
+    history.last().map_or(1, |s| s.revision.saturating_add(1))
+}
+
 /// Who is releasing: `FERRY_USER`, else `USER` / `LOGNAME` / `USERNAME`, else the output of
 /// `whoami`, else `unknown`.
 pub fn current_user() -> String {
@@ -621,11 +626,7 @@ impl RecordStore {
     /// # Errors
     /// [`RecordError::Api`] when the list fails.
     pub async fn next_revision(&self) -> Result<u32, RecordError> {
-        Ok(self
-            .history()
-            .await?
-            .last()
-            .map_or(1, |s| s.revision.saturating_add(1)))
+        Ok(next_revision_after(&self.history().await?))
     }
 
     /// The newest succeeded record, read in full: what a rollback restores.
@@ -634,6 +635,17 @@ impl RecordStore {
     /// As [`RecordStore::read`].
     pub async fn last_succeeded(&self) -> Result<Option<ReleaseRecord>, RecordError> {
         let history = self.history().await?;
+        self.last_succeeded_in(&history).await
+    }
+
+    /// The newest succeeded record of `history` (from [`RecordStore::history`]), read in full.
+    ///
+    /// # Errors
+    /// As [`RecordStore::read`].
+    pub async fn last_succeeded_in(
+        &self,
+        history: &[RecordSummary],
+    ) -> Result<Option<ReleaseRecord>, RecordError> {
         match history
             .iter()
             .rev()

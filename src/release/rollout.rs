@@ -8,30 +8,31 @@
 //! `NewReplicaSetAvailable` condition alone (the bug class of `is_deployment_completed`,
 //! kubernetes#124264, helm#12861).
 //!
-//! [`wait_for_rollout`] watches (never polls) every workload, its pods and, for Deployments,
-//! its ReplicaSets, re-decides on every event, and fails fast with the pod, container and
+//! [`RolloutWatch`] watches (never polls) the workloads, their pods and, for Deployments,
+//! their ReplicaSets (one namespace-wide watch per kind), re-decides on every event, and fails fast with the pod, container and
 //! reason when a pod of the *new* revision cannot start (image pull errors, crash loops,
 //! configuration errors, an unschedulable pod). It never issues other API calls from the event
 //! loop and never waits longer than its timeout. This module does not apply anything and does
 //! not roll back: the caller decides what a failure means.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::stream::{BoxStream, SelectAll};
-use futures::{StreamExt, future};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
+use kube::core::SelectorExt;
 use kube::core::labels::{ParseExpressionError, Selector};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::Serialize;
+use tokio::task::JoinHandle;
 
 use super::reporter::RolloutReporter;
 use crate::ui::{Diagnostic, ExitStatus};
@@ -501,22 +502,7 @@ pub struct Pending {
 /// Why waiting for a rollout failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
-    /// Reading the workload before watching it failed.
-    #[error("failed to read {workload}")]
-    Get {
-        /// The workload.
-        workload: Workload,
-        /// The API error.
-        #[source]
-        source: Box<kube::Error>,
-    },
-    /// The workload does not exist (was the apply skipped?).
-    #[error("{workload} does not exist")]
-    Missing {
-        /// The workload.
-        workload: Workload,
-    },
-    /// The workload was deleted while its rollout was watched.
+    /// The workload was deleted (or replaced) while its rollout was watched.
     #[error("{workload} was deleted during its rollout")]
     Deleted {
         /// The workload.
@@ -604,9 +590,7 @@ impl RolloutError {
     /// The workload the error is about (`None` for a timeout over several).
     pub fn workload(&self) -> Option<&Workload> {
         match self {
-            RolloutError::Get { workload, .. }
-            | RolloutError::Missing { workload }
-            | RolloutError::Deleted { workload }
+            RolloutError::Deleted { workload }
             | RolloutError::Selector { workload, .. }
             | RolloutError::Watch { workload, .. }
             | RolloutError::DeadlineExceeded { workload, .. }
@@ -707,232 +691,354 @@ impl Rollable for DaemonSet {
     }
 }
 
-/// Waits until every workload's rollout completes, watching them all at once.
+/// Namespace-wide watches of the workloads, their pods and ReplicaSets, each feeding a
+/// reflector store, shared by every workload a release waits for.
 ///
-/// Each workload is pinned to its [`Workload::generation`]. Progress goes to `reporter` as it
-/// changes. Returns at the first failure (the other watches stop), so a broken image fails
-/// the release within moments of the kubelet reporting it.
-///
-/// # Errors
-/// [`RolloutError::DeadlineExceeded`], [`RolloutError::PodFailed`] (naming pod, container and
-/// reason), [`RolloutError::Paused`] or [`RolloutError::NotWaitable`] when a rollout cannot
-/// finish; [`RolloutError::Timeout`] (naming what each unfinished workload waited for) after
-/// `timeout`; read and watch errors otherwise.
-///
-/// # Guarantees
-/// Never returns success from a status that has not observed the pinned generation, and never
-/// waits longer than `timeout` (plus the time to drop the watches).
-pub async fn wait_for_rollout(
-    client: &Client,
-    workloads: &[Workload],
-    timeout: Duration,
-    options: WaitOptions,
-    reporter: &dyn RolloutReporter,
-) -> Result<RolloutOutcome, RolloutError> {
-    let last: Mutex<BTreeMap<Workload, Progress>> = Mutex::new(BTreeMap::new());
-    let start = Instant::now();
-    let waits = workloads.iter().map(|w| {
-        let client = client.clone();
-        let last = &last;
-        async move {
-            match w.kind {
-                WorkloadKind::Deployment => {
-                    watch_one::<Deployment>(client, w, options, reporter, last, start).await
-                }
-                WorkloadKind::StatefulSet => {
-                    watch_one::<StatefulSet>(client, w, options, reporter, last, start).await
-                }
-                WorkloadKind::DaemonSet => {
-                    watch_one::<DaemonSet>(client, w, options, reporter, last, start).await
-                }
-            }
+/// Start it **before** the apply ([`RolloutWatch::start`] issues no request itself; the
+/// spawned watches list and watch in the background), so that by the time the apply returns
+/// the stores are warm and [`RolloutWatch::wait`] decides from events as they arrive. The first
+/// lists may be served from the API server's watch cache (`resourceVersion=0`): a slightly
+/// stale start is harmless, since every decision is pinned to the generation the apply
+/// returned and the watch delivers every later change in order. One watch per kind and
+/// namespace, however many workloads: ten Deployments cost three watches, not thirty.
+/// Dropping the value stops the watches.
+pub struct RolloutWatch {
+    stores: BTreeMap<String, NamespaceStores>,
+    changed: tokio::sync::watch::Receiver<u64>,
+    failure: Arc<Mutex<Option<(&'static str, watcher::Error)>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The stores of one namespace; a kind not watched has an empty store.
+struct NamespaceStores {
+    deployments: Store<Deployment>,
+    statefulsets: Store<StatefulSet>,
+    daemonsets: Store<DaemonSet>,
+    pods: Store<Pod>,
+    replicasets: Store<ReplicaSet>,
+}
+
+/// What the background watches share with the waiter.
+struct Shared {
+    changed: tokio::sync::watch::Sender<u64>,
+    failure: Arc<Mutex<Option<(&'static str, watcher::Error)>>>,
+}
+
+impl RolloutWatch {
+    /// Starts watching `kinds` (and their pods; ReplicaSets too for Deployments) in every
+    /// namespace of `namespaces`. Must be called within a Tokio runtime.
+    pub fn start(
+        client: &Client,
+        namespaces: impl IntoIterator<Item = String>,
+        kinds: &BTreeSet<WorkloadKind>,
+    ) -> Self {
+        let (tx, changed) = tokio::sync::watch::channel(0u64);
+        let failure = Arc::new(Mutex::new(None));
+        let shared = Arc::new(Shared {
+            changed: tx,
+            failure: Arc::clone(&failure),
+        });
+        let mut tasks = Vec::new();
+        let mut stores = BTreeMap::new();
+        for ns in namespaces {
+            let wants = |k| kinds.contains(&k);
+            let any = !kinds.is_empty();
+            let stores_of_ns = NamespaceStores {
+                deployments: reflect(
+                    client,
+                    &ns,
+                    wants(WorkloadKind::Deployment),
+                    "the Deployments",
+                    &shared,
+                    &mut tasks,
+                ),
+                statefulsets: reflect(
+                    client,
+                    &ns,
+                    wants(WorkloadKind::StatefulSet),
+                    "the StatefulSets",
+                    &shared,
+                    &mut tasks,
+                ),
+                daemonsets: reflect(
+                    client,
+                    &ns,
+                    wants(WorkloadKind::DaemonSet),
+                    "the DaemonSets",
+                    &shared,
+                    &mut tasks,
+                ),
+                pods: reflect(client, &ns, any, "pods", &shared, &mut tasks),
+                replicasets: reflect(
+                    client,
+                    &ns,
+                    wants(WorkloadKind::Deployment),
+                    "replicasets",
+                    &shared,
+                    &mut tasks,
+                ),
+            };
+            stores.insert(ns, stores_of_ns);
         }
-    });
-    match tokio::time::timeout(timeout, future::try_join_all(waits)).await {
-        Ok(Ok(done)) => Ok(RolloutOutcome { workloads: done }),
-        Ok(Err(e)) => Err(e),
-        Err(_) => {
-            let last = last
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // `watch_one` removes a workload from `last` when it completes.
-            let pending = workloads
-                .iter()
-                .filter_map(|w| {
-                    let progress = last.get(w)?;
-                    Some(Pending {
-                        workload: w.clone(),
-                        progress: (progress != &Progress::NoStatus).then(|| progress.clone()),
-                    })
-                })
-                .collect();
-            Err(RolloutError::Timeout { timeout, pending })
+        RolloutWatch {
+            stores,
+            changed,
+            failure,
+            tasks,
         }
     }
-}
 
-/// One event of the merged watches of a workload.
-enum Update<K> {
-    Workload(Result<watcher::Event<K>, watcher::Error>),
-    Pods(Result<watcher::Event<Pod>, watcher::Error>),
-    ReplicaSets(Result<watcher::Event<ReplicaSet>, watcher::Error>),
-}
-
-fn set_progress(last: &Mutex<BTreeMap<Workload, Progress>>, w: &Workload, p: Option<Progress>) {
-    let mut last = last
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match p {
-        Some(p) => last.insert(w.clone(), p),
-        None => last.remove(w),
-    };
-}
-
-async fn watch_one<K: Rollable>(
-    client: Client,
-    w: &Workload,
-    options: WaitOptions,
-    reporter: &dyn RolloutReporter,
-    last: &Mutex<BTreeMap<Workload, Progress>>,
-    start: Instant,
-) -> Result<WorkloadOutcome, RolloutError> {
-    set_progress(last, w, Some(Progress::NoStatus));
-    let api: Api<K> = Api::namespaced(client.clone(), &w.namespace);
-    let first = api
-        .get_opt(&w.name)
-        .await
-        .map_err(|e| RolloutError::Get {
-            workload: w.clone(),
-            source: Box::new(e),
-        })?
-        .ok_or_else(|| RolloutError::Missing {
-            workload: w.clone(),
-        })?;
-    let selector = match first.selector() {
-        Some(s) => Selector::try_from(s.clone()).map_err(|source| RolloutError::Selector {
-            workload: w.clone(),
-            source,
-        })?,
-        None => Selector::default(),
-    };
-
-    let mut streams: SelectAll<BoxStream<'static, Update<K>>> = SelectAll::new();
-    let own = watcher::Config::default().fields(&format!("metadata.name={}", w.name));
-    streams.push(
-        watcher(api, own)
-            .default_backoff()
-            .map(Update::Workload)
-            .boxed(),
-    );
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let pod_cfg = watcher::Config::default().labels_from(&selector);
-    streams.push(
-        reflector::reflector(
-            pod_writer,
-            watcher(
-                Api::<Pod>::namespaced(client.clone(), &w.namespace),
-                pod_cfg,
-            ),
-        )
-        .default_backoff()
-        .map(Update::Pods)
-        .boxed(),
-    );
-    let (replicasets, rs_writer) = reflector::store::<ReplicaSet>();
-    if w.kind == WorkloadKind::Deployment {
-        let rs_cfg = watcher::Config::default().labels_from(&selector);
-        streams.push(
-            reflector::reflector(
-                rs_writer,
-                watcher(Api::<ReplicaSet>::namespaced(client, &w.namespace), rs_cfg),
-            )
-            .default_backoff()
-            .map(Update::ReplicaSets)
-            .boxed(),
-        );
-    }
-
-    let mut current: Option<K> = Some(first);
-    let mut reported: Option<Progress> = None;
-    let mut errors = 0u32;
-    loop {
-        if let Some(obj) = &current {
-            match decide(obj, w, &pods, &replicasets, options)? {
-                None => {
-                    set_progress(last, w, None);
-                    let elapsed = start.elapsed();
-                    reporter.workload_done(w, elapsed);
-                    return Ok(WorkloadOutcome {
-                        workload: w.clone(),
-                        elapsed,
+    /// Waits until every workload's rollout completes. Each workload is pinned to its
+    /// [`Workload::generation`]; progress goes to `reporter` as it changes. Returns at the
+    /// first failure, so a broken image fails the release within moments of the kubelet
+    /// reporting it.
+    ///
+    /// # Errors
+    /// [`RolloutError::DeadlineExceeded`], [`RolloutError::PodFailed`] (naming pod, container
+    /// and reason), [`RolloutError::Paused`] or [`RolloutError::NotWaitable`] when a rollout
+    /// cannot finish; [`RolloutError::Deleted`] when a workload seen during the wait vanishes;
+    /// [`RolloutError::Timeout`] (naming what each unfinished workload waited for) after
+    /// `timeout`; [`RolloutError::Watch`] when a watch keeps failing; [`RolloutError::Selector`]
+    /// for a selector that cannot be matched.
+    ///
+    /// # Guarantees
+    /// Never returns success from a status that has not observed the pinned generation, issues
+    /// no API call, and never waits longer than `timeout`.
+    pub async fn wait(
+        &self,
+        workloads: &[Workload],
+        timeout: Duration,
+        options: WaitOptions,
+        reporter: &dyn RolloutReporter,
+    ) -> Result<RolloutOutcome, RolloutError> {
+        let start = Instant::now();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changed = self.changed.clone();
+        let mut pending: Vec<Tracked> = workloads.iter().cloned().map(Tracked::new).collect();
+        let mut done: BTreeMap<Workload, WorkloadOutcome> = BTreeMap::new();
+        loop {
+            changed.borrow_and_update();
+            if let Some((what, source)) = self.take_failure() {
+                let workload = pending
+                    .first()
+                    .map_or_else(|| workloads.first().cloned(), |t| Some(t.workload.clone()));
+                if let Some(workload) = workload {
+                    return Err(RolloutError::Watch {
+                        workload,
+                        what,
+                        source: Box::new(source),
                     });
                 }
-                Some(progress) => {
-                    if reported.as_ref() != Some(&progress) {
-                        reporter.workload_progress(w, &progress);
-                        set_progress(last, w, Some(progress.clone()));
-                        reported = Some(progress);
+            }
+            let mut recheck = false;
+            let mut still = Vec::with_capacity(pending.len());
+            for mut tracked in pending {
+                match self.decide(&mut tracked, options)? {
+                    Decision::Done => {
+                        let elapsed = start.elapsed();
+                        reporter.workload_done(&tracked.workload, elapsed);
+                        done.insert(
+                            tracked.workload.clone(),
+                            WorkloadOutcome {
+                                workload: tracked.workload,
+                                elapsed,
+                            },
+                        );
+                    }
+                    Decision::Rolling {
+                        progress,
+                        unschedulable,
+                    } => {
+                        recheck |= unschedulable;
+                        if tracked.reported.as_ref() != Some(&progress) {
+                            reporter.workload_progress(&tracked.workload, &progress);
+                            tracked.reported = Some(progress);
+                        }
+                        still.push(tracked);
                     }
                 }
             }
+            pending = still;
+            if pending.is_empty() {
+                let workloads = workloads.iter().filter_map(|w| done.remove(w)).collect();
+                return Ok(RolloutOutcome { workloads });
+            }
+            // An unschedulable new pod raises no further events while it waits: re-decide on
+            // a local timer (no API call) so its grace period can run out.
+            tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(RolloutError::Timeout {
+                        timeout,
+                        pending: pending.into_iter().map(Tracked::into_pending).collect(),
+                    });
+                }
+                r = changed.changed() => {
+                    if r.is_err() {
+                        // Every watch task ended: only a failure ends them.
+                        if let Some(t) = pending.first() {
+                            return Err(RolloutError::Deleted { workload: t.workload.clone() });
+                        }
+                    }
+                }
+                () = tokio::time::sleep(Duration::from_secs(1)), if recheck => {}
+            }
         }
-        // An unschedulable new pod raises no further events while it waits: re-decide on a
-        // local timer (no API call) so its grace period can run out.
-        let recheck = pods.state().iter().any(|p| is_unschedulable(p));
-        let update = tokio::select! {
-            update = streams.next() => update,
-            () = tokio::time::sleep(Duration::from_secs(1)), if recheck => continue,
+    }
+
+    fn take_failure(&self) -> Option<(&'static str, watcher::Error)> {
+        self.failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    fn decide(&self, t: &mut Tracked, options: WaitOptions) -> Result<Decision, RolloutError> {
+        let w = &t.workload;
+        let Some(stores) = self.stores.get(&w.namespace) else {
+            return Ok(t.waiting());
         };
-        let Some(update) = update else {
-            // The watch streams never end on their own; treat it like a lost watch.
+        match w.kind {
+            WorkloadKind::Deployment => decide_kind(&stores.deployments, stores, t, options),
+            WorkloadKind::StatefulSet => decide_kind(&stores.statefulsets, stores, t, options),
+            WorkloadKind::DaemonSet => decide_kind(&stores.daemonsets, stores, t, options),
+        }
+    }
+}
+
+impl Drop for RolloutWatch {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A workload being waited for.
+struct Tracked {
+    workload: Workload,
+    /// The object's uid once the watch has shown it.
+    seen: Option<String>,
+    reported: Option<Progress>,
+}
+
+impl Tracked {
+    fn new(workload: Workload) -> Self {
+        Tracked {
+            workload,
+            seen: None,
+            reported: None,
+        }
+    }
+
+    fn waiting(&self) -> Decision {
+        Decision::Rolling {
+            progress: self.reported.clone().unwrap_or(Progress::NoStatus),
+            unschedulable: false,
+        }
+    }
+
+    fn into_pending(self) -> Pending {
+        Pending {
+            workload: self.workload,
+            progress: self.reported.filter(|p| p != &Progress::NoStatus),
+        }
+    }
+}
+
+/// One decision of the wait loop.
+enum Decision {
+    Done,
+    Rolling {
+        progress: Progress,
+        /// A new pod waits for a node (re-decide on a timer).
+        unschedulable: bool,
+    },
+}
+
+/// Starts one namespace-wide watch into a new store (an empty store when `wanted` is false).
+fn reflect<K>(
+    client: &Client,
+    namespace: &str,
+    wanted: bool,
+    what: &'static str,
+    shared: &Arc<Shared>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Store<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    if !wanted {
+        return store;
+    }
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default().any_semantic()),
+    )
+    .default_backoff();
+    let shared = Arc::clone(shared);
+    tasks.push(tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut errors = 0u32;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => errors = 0,
+                Err(e) => {
+                    errors += 1;
+                    tracing::debug!(what, error = %e, "rollout watch error");
+                    if errors >= MAX_WATCH_ERRORS {
+                        *shared
+                            .failure
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((what, e));
+                        shared.changed.send_modify(|n| *n += 1);
+                        return;
+                    }
+                }
+            }
+            shared.changed.send_modify(|n| *n += 1);
+        }
+    }));
+    store
+}
+
+/// Decides one workload of kind `K` from the stores.
+fn decide_kind<K: Rollable>(
+    objects: &Store<K>,
+    stores: &NamespaceStores,
+    t: &mut Tracked,
+    options: WaitOptions,
+) -> Result<Decision, RolloutError> {
+    let w = &t.workload;
+    let key = reflector::ObjectRef::<K>::new(&w.name).within(&w.namespace);
+    let Some(obj) = objects.get(&key) else {
+        if t.seen.is_some() {
             return Err(RolloutError::Deleted {
                 workload: w.clone(),
             });
-        };
-        let (what, result) = match update {
-            Update::Workload(Ok(event)) => {
-                match event {
-                    watcher::Event::Apply(o) | watcher::Event::InitApply(o) => current = Some(o),
-                    watcher::Event::Delete(_) => {
-                        return Err(RolloutError::Deleted {
-                            workload: w.clone(),
-                        });
-                    }
-                    watcher::Event::Init | watcher::Event::InitDone => {}
-                }
-                ("the workload", Ok(()))
-            }
-            Update::Workload(Err(e)) => ("the workload", Err(e)),
-            Update::Pods(r) => ("pods", r.map(drop)),
-            Update::ReplicaSets(r) => ("replicasets", r.map(drop)),
-        };
-        match result {
-            Ok(()) => errors = 0,
-            Err(e) => {
-                errors += 1;
-                tracing::debug!(workload = %w, what, error = %e, "rollout watch error");
-                if errors >= MAX_WATCH_ERRORS {
-                    return Err(RolloutError::Watch {
-                        workload: w.clone(),
-                        what,
-                        source: Box::new(e),
-                    });
-                }
-            }
         }
+        // Not listed yet: the watch is still catching up with the apply.
+        return Ok(t.waiting());
+    };
+    let uid = obj.meta().uid.clone();
+    match (&t.seen, &uid) {
+        (Some(seen), Some(uid)) if seen != uid => {
+            return Err(RolloutError::Deleted {
+                workload: w.clone(),
+            });
+        }
+        _ => t.seen = uid,
     }
-}
-
-/// `Ok(None)` done, `Ok(Some(progress))` still rolling, `Err` failed.
-fn decide<K: Rollable>(
-    obj: &K,
-    w: &Workload,
-    pods: &Store<Pod>,
-    replicasets: &Store<ReplicaSet>,
-    options: WaitOptions,
-) -> Result<Option<Progress>, RolloutError> {
     match obj.state(w.generation) {
-        RolloutState::Done => Ok(None),
+        RolloutState::Done => Ok(Decision::Done),
         RolloutState::Paused => Err(RolloutError::Paused {
             workload: w.clone(),
         }),
@@ -949,10 +1055,30 @@ fn decide<K: Rollable>(
             })
         }
         RolloutState::Progressing(progress) => {
-            let rs = replicasets.state();
+            let selector = match obj.selector() {
+                Some(s) => {
+                    Selector::try_from(s.clone()).map_err(|source| RolloutError::Selector {
+                        workload: w.clone(),
+                        source,
+                    })?
+                }
+                None => Selector::default(),
+            };
+            let rs = stores.replicasets.state();
             let now = Timestamp::now();
-            let mut pods = pods.state();
+            let mut pods: Vec<Arc<Pod>> = stores
+                .pods
+                .state()
+                .into_iter()
+                .filter(|p| {
+                    p.metadata
+                        .labels
+                        .as_ref()
+                        .is_some_and(|labels| selector.matches(labels))
+                })
+                .collect();
             pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            let mut unschedulable = false;
             for pod in pods.iter().filter(|p| obj.is_new_pod(p, &rs)) {
                 if let Some(failure) = pod_failure(pod, now, options.unschedulable_grace) {
                     return Err(RolloutError::PodFailed {
@@ -960,10 +1086,33 @@ fn decide<K: Rollable>(
                         failure: Box::new(failure),
                     });
                 }
+                unschedulable |= is_unschedulable(pod);
             }
-            Ok(Some(progress))
+            Ok(Decision::Rolling {
+                progress,
+                unschedulable,
+            })
         }
     }
+}
+
+/// Waits until every workload's rollout completes: starts a [`RolloutWatch`] of their
+/// namespaces and kinds and [`RolloutWatch::wait`]s on it. Prefer starting the watch before
+/// the apply when there is one.
+///
+/// # Errors
+/// As [`RolloutWatch::wait`].
+pub async fn wait_for_rollout(
+    client: &Client,
+    workloads: &[Workload],
+    timeout: Duration,
+    options: WaitOptions,
+    reporter: &dyn RolloutReporter,
+) -> Result<RolloutOutcome, RolloutError> {
+    let namespaces: BTreeSet<String> = workloads.iter().map(|w| w.namespace.clone()).collect();
+    let kinds: BTreeSet<WorkloadKind> = workloads.iter().map(|w| w.kind).collect();
+    let watch = RolloutWatch::start(client, namespaces, &kinds);
+    watch.wait(workloads, timeout, options, reporter).await
 }
 
 #[cfg(test)]

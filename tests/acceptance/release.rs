@@ -4,7 +4,7 @@
 //! lease lock (refusal naming the holder, takeover of an expired lease) and HTTP checks
 //! against a test server on 127.0.0.1.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use ferry::project::HttpCheck;
 use ferry::release::{
     AvailabilityWatch, Candidate, CheckSpec, LockError, LockOptions, NoopRolloutReporter, Progress,
-    RecordStore, ReleaseRecord, ReleaseStatus, RolloutError, RolloutReporter, ServiceFloor,
-    Timings, WaitOptions, Workload, WorkloadKind, acquire, lease_name, ready_endpoints, run_checks,
-    wait_for_rollout,
+    RecordStore, ReleaseRecord, ReleaseStatus, RolloutError, RolloutReporter, RolloutWatch,
+    ServiceFloor, Timings, WaitOptions, Workload, WorkloadKind, acquire, lease_name,
+    ready_endpoints, run_checks, wait_for_rollout,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -854,5 +854,106 @@ async fn http_checks_pass_and_fail_as_expected() {
             .as_deref()
             .unwrap_or_default()
             .contains("no answer")
+    );
+}
+
+#[tokio::test]
+async fn a_watch_started_before_the_workload_exists_sees_its_rollout_through() {
+    let ns = TestNamespace::new("rel-early").await;
+    let watch = RolloutWatch::start(
+        &ns.client,
+        [ns.name().to_string()],
+        &BTreeSet::from([WorkloadKind::Deployment]),
+    );
+    let api: Api<Deployment> = ns.api();
+    let created = api
+        .create(
+            &PostParams::default(),
+            &deployment(
+                "web",
+                2,
+                "registry.invalid/web:1",
+                json!({ "template": { "metadata": { "labels": { "app": "web" },
+                        "annotations": { "ferry.test/ready-delay": "1s" } },
+                        "spec": { "containers": [{ "name": "app", "image": "registry.invalid/web:1" }] } } }),
+            ),
+        )
+        .await
+        .expect("create deployment");
+    let started = Instant::now();
+    let w = workload(
+        &ns,
+        WorkloadKind::Deployment,
+        "web",
+        created.metadata.generation.expect("generation"),
+    );
+    let recorder = Recorder::default();
+    watch
+        .wait(&[w.clone()], WAIT, WaitOptions::default(), &recorder)
+        .await
+        .unwrap_or_else(|e| panic!("rollout: {e}"));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "completed after {:?}, before the 1 s readiness delay",
+        started.elapsed()
+    );
+    assert_eq!(*recorder.done.lock().expect("lock"), vec![w.clone()]);
+    // The live object is complete at the pinned generation: a second wait returns at once.
+    let again = Instant::now();
+    watch
+        .wait(&[w], WAIT, WaitOptions::default(), &NoopRolloutReporter)
+        .await
+        .unwrap_or_else(|e| panic!("second wait: {e}"));
+    assert!(
+        again.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        again.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_workload_deleted_during_the_wait_fails_it() {
+    let ns = TestNamespace::new("rel-deleted").await;
+    let api: Api<Deployment> = ns.api();
+    let created = api
+        .create(
+            &PostParams::default(),
+            &deployment(
+                "web",
+                1,
+                "registry.invalid/web:1",
+                json!({ "template": { "metadata": { "labels": { "app": "web", "ferry.test/never-ready": "true" } },
+                        "spec": { "containers": [{ "name": "app", "image": "registry.invalid/web:1" }] } } }),
+            ),
+        )
+        .await
+        .expect("create deployment");
+    let w = workload(
+        &ns,
+        WorkloadKind::Deployment,
+        "web",
+        created.metadata.generation.expect("generation"),
+    );
+    let wait = wait_for_rollout(
+        &ns.client,
+        std::slice::from_ref(&w),
+        WAIT,
+        WaitOptions::default(),
+        &NoopRolloutReporter,
+    );
+    let delete = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        api.delete("web", &Default::default())
+            .await
+            .expect("delete deployment");
+        std::future::pending::<()>().await;
+    };
+    let err = tokio::select! {
+        r = wait => r.expect_err("a deleted workload cannot complete"),
+        () = delete => unreachable!(),
+    };
+    assert!(
+        matches!(&err, RolloutError::Deleted { workload } if *workload == w),
+        "{err}"
     );
 }
