@@ -889,7 +889,12 @@ async fn a_watch_started_before_the_workload_exists_sees_its_rollout_through() {
     );
     let recorder = Recorder::default();
     watch
-        .wait(&[w.clone()], WAIT, WaitOptions::default(), &recorder)
+        .wait(
+            std::slice::from_ref(&w),
+            WAIT,
+            WaitOptions::default(),
+            &recorder,
+        )
         .await
         .unwrap_or_else(|e| panic!("rollout: {e}"));
     assert!(
