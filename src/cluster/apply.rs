@@ -279,7 +279,8 @@ pub(super) struct Live {
     pub(super) value: Option<Value>,
 }
 
-/// Runs the engine. See the module documentation for the steps.
+/// Runs the engine. See the module documentation for the steps. The same as [`prepare`]
+/// followed by [`PreparedApply::run`].
 ///
 /// # Errors
 /// An [`ApplyFailure`] with what was done before the failure.
@@ -288,30 +289,64 @@ pub async fn apply(
     request: &ApplyRequest<'_>,
     reporter: &dyn ApplyReporter,
 ) -> Result<ApplyReport, ApplyFailure> {
-    let mut report = ApplyReport {
-        dry_run: request.mode == Mode::DryRun,
-        ..ApplyReport::default()
-    };
-    let mut engine = match Engine::start(client, request).await {
-        Ok(engine) => engine,
-        Err(error) => {
+    match prepare(client, request).await {
+        Ok(prepared) => prepared.run(reporter).await,
+        Err(failure) => {
             reporter.finished();
-            return Err(ApplyFailure {
-                report,
-                wave: None,
-                error,
-            });
+            Err(failure)
         }
-    };
-    let result = engine.run(&mut report, reporter).await;
-    reporter.finished();
-    match result {
-        Ok(()) => Ok(report),
-        Err((wave, error)) => Err(ApplyFailure {
-            report,
-            wave,
+    }
+}
+
+/// The reads an apply starts with (discovery, the ApplySet parent, the live members), done
+/// and kept: [`PreparedApply::run`] then changes the cluster. Preparing changes nothing, so
+/// it may run concurrently with other work; what it read is as of the call.
+pub struct PreparedApply<'a> {
+    engine: Engine<'a>,
+}
+
+/// Reads what an apply of `request` needs, changing nothing.
+///
+/// # Errors
+/// An [`ApplyFailure`] (empty report, no wave) when discovery, an object's kind or a read
+/// fails.
+pub async fn prepare<'a>(
+    client: &'a Client,
+    request: &'a ApplyRequest<'a>,
+) -> Result<PreparedApply<'a>, ApplyFailure> {
+    match Engine::start(client, request).await {
+        Ok(engine) => Ok(PreparedApply { engine }),
+        Err(error) => Err(ApplyFailure {
+            report: ApplyReport {
+                dry_run: request.mode == Mode::DryRun,
+                ..ApplyReport::default()
+            },
+            wave: None,
             error,
         }),
+    }
+}
+
+impl PreparedApply<'_> {
+    /// Applies the waves, prunes and writes the inventory.
+    ///
+    /// # Errors
+    /// An [`ApplyFailure`] with what was done before the failure.
+    pub async fn run(mut self, reporter: &dyn ApplyReporter) -> Result<ApplyReport, ApplyFailure> {
+        let mut report = ApplyReport {
+            dry_run: self.engine.request.mode == Mode::DryRun,
+            ..ApplyReport::default()
+        };
+        let result = self.engine.run(&mut report, reporter).await;
+        reporter.finished();
+        match result {
+            Ok(()) => Ok(report),
+            Err((wave, error)) => Err(ApplyFailure {
+                report,
+                wave,
+                error,
+            }),
+        }
     }
 }
 

@@ -27,7 +27,9 @@ pub mod rbac;
 pub mod reporter;
 pub mod status;
 
-pub use apply::{Action, ApplyFailure, ApplyReport, ApplyRequest, Mode, ObjectResult};
+pub use apply::{
+    Action, ApplyFailure, ApplyReport, ApplyRequest, Mode, ObjectResult, PreparedApply, prepare,
+};
 pub use applyset::Ownership;
 pub use connect::{Cluster, ConnectError, ConnectOptions, connect};
 pub use error::{ApiCause, Error, RequestError, Target, Verb};

@@ -451,7 +451,7 @@ pub async fn release(
         interrupt,
     };
 
-    let mut history = match settled_history(&store, &guard, history).await {
+    let history = match settled_history(&store, &guard, history).await {
         Ok(h) => h,
         Err(e) => {
             let _ = guard.release().await;
@@ -474,66 +474,44 @@ pub async fn release(
         rolled_back_to: None,
         source: source.clone(),
     };
-    // The pending record, under the lock. A revision taken since the history was read means
-    // a release ran in between: read the history again (recovering what it left) and retry.
-    let mut recovered = None;
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let created = async {
-            if let Some(r) = recover(&ctx, &store, &guard, &env.name, &history).await? {
-                recovered = Some(r);
-            }
-            record.revision = next_revision_after(&history);
-            store.create(&record).await.map_err(Error::from)
-        }
-        .await;
-        match created {
-            Ok(()) => break,
-            Err(Error::Record(RecordError::RevisionTaken { .. })) if attempts < 3 => {
-                history = match store.history().await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        let _ = guard.release().await;
-                        return Err(e.into());
-                    }
-                };
-            }
-            Err(e) => {
-                let _ = guard.release().await;
-                return Err(e);
-            }
-        }
-    }
-
-    let floors = match floors(&client, &env.namespace, &objects).await {
-        Ok(f) => f,
+    // Under the lock, at once: the pending record; the apply's reads; the availability floors
+    // and their watch. Only the record writes, and it is written before anything is applied.
+    let templates_digest = record.candidate.templates_digest.clone();
+    let request = apply_request(&objects, &ctx.ownership, &templates_digest);
+    let (created, prepared, armed) = tokio::join!(
+        create_pending(&ctx, &store, &guard, &env.name, history, &mut record),
+        cluster::prepare(&client, &request),
+        arm_availability(&ctx, &env.name, &objects),
+    );
+    let recovered = match created {
+        Ok(r) => r,
         Err(e) => {
-            settle_unapplied(&store, &mut record, guard, &e.to_string()).await;
+            let _ = guard.release().await;
             return Err(e);
         }
     };
-    let watch =
-        match AvailabilityWatch::start(&client, &env.namespace, &floors, Arc::clone(&ctx.reporter))
-            .await
-        {
-            Ok(w) => w,
-            Err(source) => {
-                let e = Error::Availability {
-                    environment: env.name.clone(),
-                    source,
-                };
-                settle_unapplied(&store, &mut record, guard, &chain(&e)).await;
-                return Err(e);
-            }
-        };
+    // A recovery restored an older revision: what was read before it is stale.
+    let (prepared, armed) = if recovered.is_some() {
+        drop((prepared, armed));
+        (
+            cluster::prepare(&client, &request).await,
+            arm_availability(&ctx, &env.name, &objects).await,
+        )
+    } else {
+        (prepared, armed)
+    };
+    let watch = match armed {
+        Ok(w) => w,
+        Err(e) => {
+            settle_unapplied(&store, &mut record, guard, &chain(&e)).await;
+            return Err(e);
+        }
+    };
 
     let mut attempt = Attempt::default();
-    let templates_digest = record.candidate.templates_digest.clone();
     let result = phases(
         &ctx,
-        &objects,
-        &templates_digest,
+        prepared,
         watch,
         &rollout_watch,
         &specs,
@@ -643,6 +621,56 @@ fn lint(environment: &str, objects: &[Object], previous: &[Object]) -> Result<Ve
     Ok(findings)
 }
 
+/// Settles what a crashed release left (see [`recover`]) and creates the pending record
+/// under the next revision. A revision taken since `history` was read means a release ran in
+/// between: the history is read again (recovering what that one left) and the create retried.
+async fn create_pending(
+    ctx: &Ctx<'_>,
+    store: &RecordStore,
+    guard: &LockGuard,
+    environment: &str,
+    mut history: Vec<RecordSummary>,
+    record: &mut ReleaseRecord,
+) -> Result<Option<Recovery>, Error> {
+    let mut recovered = None;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        if let Some(r) = recover(ctx, store, guard, environment, &history).await? {
+            recovered = Some(r);
+        }
+        record.revision = next_revision_after(&history);
+        match store.create(record).await {
+            Ok(()) => return Ok(recovered),
+            Err(RecordError::RevisionTaken { .. }) if attempts < 3 => {
+                history = store.history().await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The availability floors of the Services in front of live workloads, and their watch,
+/// armed (first lists done) so it can prove availability from before the apply on.
+async fn arm_availability(
+    ctx: &Ctx<'_>,
+    environment: &str,
+    objects: &[Object],
+) -> Result<AvailabilityWatch, Error> {
+    let floors = floors(&ctx.client, &ctx.namespace, objects).await?;
+    AvailabilityWatch::start(
+        &ctx.client,
+        &ctx.namespace,
+        &floors,
+        Arc::clone(&ctx.reporter),
+    )
+    .await
+    .map_err(|source| Error::Availability {
+        environment: environment.to_string(),
+        source,
+    })
+}
+
 /// Marks a record that never reached the apply as failed and lets the lock go.
 async fn settle_unapplied(
     store: &RecordStore,
@@ -661,8 +689,7 @@ async fn settle_unapplied(
 #[allow(clippy::too_many_arguments)] // the phases' whole context; private
 async fn phases(
     ctx: &Ctx<'_>,
-    objects: &[Object],
-    templates_digest: &str,
+    prepared: Result<cluster::PreparedApply<'_>, cluster::ApplyFailure>,
     mut watch: AvailabilityWatch,
     rollout_watch: &RolloutWatch,
     specs: &[CheckSpec],
@@ -671,13 +698,11 @@ async fn phases(
     timings: &mut Timings,
     attempt: &mut Attempt,
 ) -> Result<(), Stop> {
+    // A failed preparation read, and changed, nothing.
+    let prepared = prepared.map_err(|failure| Stop::Failed(chain(&failure.error)))?;
     attempt.apply_started = true;
     let t = Instant::now();
-    let applied = or_interrupt(
-        apply_objects(ctx, objects, templates_digest),
-        &ctx.interrupt,
-    )
-    .await;
+    let applied = or_interrupt(prepared.run(ctx.apply_reporter), &ctx.interrupt).await;
     timings.phase("apply", t.elapsed());
     let report = match applied {
         None => return Err(Stop::Interrupted),
@@ -750,9 +775,20 @@ async fn apply_objects(
     objects: &[Object],
     templates_digest: &str,
 ) -> Result<cluster::ApplyReport, cluster::ApplyFailure> {
-    let request = ApplyRequest {
+    let request = apply_request(objects, &ctx.ownership, templates_digest);
+    cluster::apply::apply(&ctx.client, &request, ctx.apply_reporter).await
+}
+
+/// The apply of a release: server-side, pruning, every object sent (never skipped as
+/// unchanged), the templates digest on the ApplySet parent.
+fn apply_request<'a>(
+    objects: &'a [Object],
+    ownership: &'a Ownership,
+    templates_digest: &str,
+) -> ApplyRequest<'a> {
+    ApplyRequest {
         objects,
-        ownership: &ctx.ownership,
+        ownership,
         mode: Mode::Apply,
         force_conflicts: false,
         prune: true,
@@ -764,8 +800,7 @@ async fn apply_objects(
             templates_digest.to_string(),
         )]),
         capture: false,
-    };
-    cluster::apply::apply(&ctx.client, &request, ctx.apply_reporter).await
+    }
 }
 
 /// Restores a recorded revision through the same engine and waits for it.
