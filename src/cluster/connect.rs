@@ -205,7 +205,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Cluster, ConnectError> {
         .to_string()
         .trim_end_matches('/')
         .to_string();
-    let client = Client::try_from(config).map_err(|e| ConnectError::Config {
+    let client = http2_client(&config).map_err(|e| ConnectError::Config {
         context: context.clone(),
         source: ApiCause::Transport {
             message: chain_text(&e),
@@ -234,6 +234,58 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Cluster, ConnectError> {
         user,
         server_version,
     })
+}
+
+/// How often an HTTP/2 connection to the API server is pinged.
+const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection counts as dead.
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A client for `config` that negotiates HTTP/2 with the API server (falling back to
+/// HTTP/1.1), as kubectl does: one TLS connection carries every concurrent request and watch,
+/// where kube's default HTTP/1.1 client opens (and handshakes) one connection per request in
+/// flight. Same TLS verification, credentials and headers as kube's default client.
+///
+/// # Errors
+/// The kubeconfig's TLS material or credentials are unusable.
+fn http2_client(config: &Config) -> Result<Client, kube::Error> {
+    use kube::client::ConfigExt;
+
+    let tls = config.rustls_client_config()?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(config.connect_timeout);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let builder = match &config.tls_server_name {
+        Some(name) => {
+            let name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|e| {
+                kube::Error::Service(format!("invalid tls-server-name {name:?}: {e}").into())
+            })?;
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    let https = builder.enable_http1().enable_http2().wrap_connector(http);
+    // Pings find a dead connection (and fail its requests and watches) instead of leaving
+    // them waiting on it forever.
+    let transport =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .http2_keep_alive_interval(HTTP2_PING_INTERVAL)
+            .http2_keep_alive_timeout(HTTP2_PING_TIMEOUT)
+            .http2_keep_alive_while_idle(true)
+            .build::<_, kube::client::Body>(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(|e: hyper_util::client::legacy::Error| {
+            Box::new(e) as Box<dyn std::error::Error + Send + Sync>
+        })
+        .service(transport);
+    Ok(Client::new(service, config.default_namespace.clone()))
 }
 
 /// The kubeconfig and a description of where it came from.
