@@ -5,8 +5,6 @@
 //! environment file `environments/t.yaml` pointing at the test's own namespace.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -21,156 +19,8 @@ use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, 
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
+use crate::support::project::{Project, ferry};
 use crate::support::{TestNamespace, cluster, delete_cluster_scoped, unique_name};
-
-/// How long one ferry command may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A copy of a project in a temporary directory.
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    /// The demo project of the repository, with `environments/t.yaml` for `namespace`.
-    fn demo(namespace: &str, extra_env: &str) -> Project {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        std::fs::copy(root.join("ferry.yaml"), dir.path().join("ferry.yaml"))
-            .expect("copy ferry.yaml");
-        copy_dir(&root.join("templates"), &dir.path().join("templates"));
-        // The pipeline names the demo's environments: bring them along.
-        copy_dir(&root.join("environments"), &dir.path().join("environments"));
-        let project = Project { dir };
-        project.write("secrets.yaml", "db-password: acceptance-only\n");
-        project.environment(namespace, extra_env);
-        project
-    }
-
-    /// A project of its own templates: `ferry.yaml` with `app`, and `environments/t.yaml`.
-    fn custom(app: &str, namespace: &str, templates: &[(&str, &str)]) -> Project {
-        let project = Project {
-            dir: tempfile::tempdir().expect("temp dir"),
-        };
-        project.write("ferry.yaml", &format!("app: {app}\n"));
-        for (name, text) in templates {
-            project.write(&format!("templates/{name}"), text);
-        }
-        project.environment(namespace, "");
-        project
-    }
-
-    /// Writes `environments/t.yaml`: context ferry-local, `namespace`, secrets from
-    /// `secrets.yaml`, then `extra` (more top-level keys).
-    fn environment(&self, namespace: &str, extra: &str) {
-        self.write(
-            "environments/t.yaml",
-            &format!(
-                "context: ferry-local\nnamespace: {namespace}\nsecrets:\n  - from: file\n    path: secrets.yaml\n{extra}"
-            ),
-        );
-        if !self.path().join("secrets.yaml").exists() {
-            self.write("secrets.yaml", "{}\n");
-        }
-    }
-
-    fn write(&self, path: &str, text: &str) {
-        let path = self.dir.path().join(path);
-        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create dirs");
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    }
-
-    fn remove(&self, path: &str) {
-        std::fs::remove_file(self.dir.path().join(path)).expect("remove file");
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        if entry.path().is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy file");
-        }
-    }
-}
-
-/// What a ferry run gave.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// The JSON lines of stdout.
-    fn events(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-            .collect()
-    }
-
-    /// `kind/name → action` of the `applied` and `pruned` events.
-    fn actions(&self) -> BTreeMap<String, String> {
-        self.events()
-            .iter()
-            .filter(|e| e["event"] == "applied" || e["event"] == "pruned")
-            .map(|e| {
-                (
-                    format!(
-                        "{}/{}",
-                        e["id"]["kind"].as_str().unwrap_or("?"),
-                        e["id"]["name"].as_str().unwrap_or("?")
-                    ),
-                    e["action"].as_str().unwrap_or("?").to_string(),
-                )
-            })
-            .collect()
-    }
-
-    fn assert_code(&self, code: i32, what: &str) {
-        assert_eq!(
-            self.code, code,
-            "{what}: exit {} (want {code})\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.stdout, self.stderr
-        );
-    }
-}
-
-/// Runs the ferry binary in `project` with a clean environment: only `KUBECONFIG` (the test
-/// stack's), a temporary `HOME`, and `extra`.
-async fn ferry(project: &Path, args: &[&str], extra: &[(&str, &str)]) -> Run {
-    let home = tempfile::tempdir().expect("home");
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
-    command
-        .args(args)
-        .arg("--project")
-        .arg(project)
-        .current_dir(project)
-        .env_clear()
-        .env("KUBECONFIG", cluster().kubeconfig())
-        .env("HOME", home.path())
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true);
-    for (k, v) in extra {
-        command.env(k, v);
-    }
-    let output: Output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("ferry {args:?} did not finish within {COMMAND_TIMEOUT:?}"))
-        .expect("run ferry");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 fn resource_versions<K>(items: &[K]) -> BTreeMap<String, String>
 where
@@ -197,7 +47,7 @@ async fn provision_twice_changes_nothing_the_second_time() {
         ns.name(),
         "quota:\n  pods: 20\n  requests.cpu: \"4\"\nlimits:\n  default: {cpu: 500m, memory: 128Mi}\n  defaultRequest: {cpu: 50m, memory: 32Mi}\n",
     );
-    let first = ferry(project.path(), &["provision", "t", "--output", "json"], &[]).await;
+    let first = ferry(project.path(), &["provision", "t", "--output", "json"]).await;
     first.assert_code(0, "first provision");
     let actions = first.actions();
     assert!(actions.values().all(|a| a != "unchanged"), "{actions:#?}");
@@ -218,7 +68,7 @@ async fn provision_twice_changes_nothing_the_second_time() {
         );
     }
 
-    let second = ferry(project.path(), &["provision", "t", "--output", "json"], &[]).await;
+    let second = ferry(project.path(), &["provision", "t", "--output", "json"]).await;
     second.assert_code(0, "second provision");
     let changed: Vec<_> = second
         .actions()
@@ -319,7 +169,6 @@ async fn a_deployer_bound_by_provision_can_apply_and_is_refused_elsewhere() {
     let printed = ferry(
         project.path(),
         &["provision", "t", "--print-rbac", "--output", "json"],
-        &[],
     )
     .await;
     printed.assert_code(0, "print-rbac");
@@ -349,7 +198,7 @@ async fn a_deployer_bound_by_provision_can_apply_and_is_refused_elsewhere() {
         }
     }
 
-    ferry(project.path(), &["provision", "t"], &[])
+    ferry(project.path(), &["provision", "t"])
         .await
         .assert_code(0, "provision");
     let role = ns.api::<Role>().get("ferry-deployer").await.expect("role");
@@ -362,7 +211,6 @@ async fn a_deployer_bound_by_provision_can_apply_and_is_refused_elsewhere() {
     let applied = ferry(
         project.path(),
         &["apply", "t", "--context", &limited, "--output", "json"],
-        &[],
     )
     .await;
     applied.assert_code(0, "apply as the deployer");
@@ -373,10 +221,10 @@ async fn a_deployer_bound_by_provision_can_apply_and_is_refused_elsewhere() {
             .map(String::as_str),
         Some("created")
     );
-    ferry(project.path(), &["diff", "t", "--context", &limited], &[])
+    ferry(project.path(), &["diff", "t", "--context", &limited])
         .await
         .assert_code(0, "diff as the deployer");
-    ferry(project.path(), &["status", "t", "--context", &limited], &[]).await;
+    ferry(project.path(), &["status", "t", "--context", &limited]).await;
     // The same rules are enough to release: lock, records, rollout and endpoint watches.
     ferry(
         project.path(),
@@ -388,21 +236,16 @@ async fn a_deployer_bound_by_provision_can_apply_and_is_refused_elsewhere() {
             "--set",
             "config.greeting=released",
         ],
-        &[],
     )
     .await
     .assert_code(0, "release as the deployer");
-    ferry(
-        project.path(),
-        &["history", "t", "--context", &limited],
-        &[],
-    )
-    .await
-    .assert_code(0, "history as the deployer");
+    ferry(project.path(), &["history", "t", "--context", &limited])
+        .await
+        .assert_code(0, "history as the deployer");
 
     // ... and nowhere else.
     project.environment(elsewhere.name(), "");
-    let refused = ferry(project.path(), &["apply", "t", "--context", &limited], &[]).await;
+    let refused = ferry(project.path(), &["apply", "t", "--context", &limited]).await;
     refused.assert_code(2, "apply outside the deployer's namespace");
     assert!(
         refused
@@ -429,7 +272,7 @@ async fn the_limited_identity_gets_a_clear_refusal() {
     let limited = cluster().var("FERRY_TEST_LIMITED_CONTEXT").to_string();
     let project = Project::demo(ns.name(), "");
     for command in ["apply", "diff", "status"] {
-        let run = ferry(project.path(), &[command, "t", "--context", &limited], &[]).await;
+        let run = ferry(project.path(), &[command, "t", "--context", &limited]).await;
         run.assert_code(2, command);
         assert!(run.stderr.contains("error: "), "{}", run.stderr);
         assert!(
@@ -459,7 +302,7 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
     let project = Project::demo(ns.name(), "values:\n  replicas: 2\n");
     project.write("templates/extra.yaml.hbs", EXTRA_CONFIGMAP);
 
-    let first = ferry(project.path(), &["apply", "t", "--output", "json"], &[]).await;
+    let first = ferry(project.path(), &["apply", "t", "--output", "json"]).await;
     first.assert_code(0, "first apply");
     let actions = first.actions();
     assert_eq!(actions.len(), 9, "{actions:#?}");
@@ -491,7 +334,7 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
     assert!(annotations["applyset.kubernetes.io/contains-group-kinds"].contains("Deployment.apps"));
 
     // Again: nothing changes.
-    let again = ferry(project.path(), &["apply", "t", "--output", "json"], &[]).await;
+    let again = ferry(project.path(), &["apply", "t", "--output", "json"]).await;
     again.assert_code(0, "second apply");
     assert!(
         again.actions().values().all(|a| a == "unchanged"),
@@ -517,7 +360,6 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
     let changed = ferry(
         project.path(),
         &["apply", "t", "--set", "replicas=3", "--output", "json"],
-        &[],
     )
     .await;
     changed.assert_code(0, "apply with a changed value");
@@ -586,7 +428,6 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
     let pruned = ferry(
         project.path(),
         &["apply", "t", "--set", "replicas=3", "--output", "json"],
-        &[],
     )
     .await;
     pruned.assert_code(0, "apply after removing a template");
@@ -622,7 +463,7 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
     // Status: everything in sync; a scale by someone else shows as drift.
     let mut healthy = false;
     for _ in 0..60 {
-        let status = ferry(project.path(), &["status", "t", "--output", "json"], &[]).await;
+        let status = ferry(project.path(), &["status", "t", "--output", "json"]).await;
         if status.code == 0 {
             let doc: Value = serde_json::from_str(&status.stdout).expect("JSON");
             assert_eq!(doc["healthy"], true);
@@ -643,7 +484,7 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
         )
         .await
         .expect("scale by another manager");
-    let drifted = ferry(project.path(), &["status", "t", "--output", "json"], &[]).await;
+    let drifted = ferry(project.path(), &["status", "t", "--output", "json"]).await;
     drifted.assert_code(1, "status after drift");
     let doc: Value = serde_json::from_str(&drifted.stdout).expect("JSON");
     let deployment = doc["objects"]
@@ -661,7 +502,7 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
     );
 
     // Applying again meets the other manager's field: a clear conflict, nothing changed ...
-    let conflict = ferry(project.path(), &["apply", "t", "--set", "replicas=3"], &[]).await;
+    let conflict = ferry(project.path(), &["apply", "t", "--set", "replicas=3"]).await;
     conflict.assert_code(2, "apply over another manager's field");
     assert!(
         conflict.stderr.contains("conflict with \"someone-else\"")
@@ -686,7 +527,6 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
             "--output",
             "json",
         ],
-        &[],
     )
     .await;
     forced.assert_code(0, "apply --force-conflicts");
@@ -753,7 +593,7 @@ spec:
         &[("crd.yaml.hbs", &crd), ("widget.yaml.hbs", &widget)],
     );
     let _cleanup = DeleteCrd(crd_name.clone());
-    let run = ferry(project.path(), &["apply", "t", "--output", "json"], &[]).await;
+    let run = ferry(project.path(), &["apply", "t", "--output", "json"]).await;
     run.assert_code(0, "apply of a CRD and its instance");
     let client = ns.client.clone();
     let actions = run.actions();
@@ -779,7 +619,7 @@ spec:
     let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &resource);
     let w = widgets.get("w1").await.expect("the widget exists");
     assert_eq!(w.data["spec"]["size"], 3);
-    let again = ferry(project.path(), &["apply", "t", "--output", "json"], &[]).await;
+    let again = ferry(project.path(), &["apply", "t", "--output", "json"]).await;
     again.assert_code(0, "re-apply of a CRD and its instance");
     assert!(
         again.actions().values().all(|a| a == "unchanged"),
@@ -792,7 +632,7 @@ spec:
 async fn diff_exits_0_without_changes_and_1_with_them() {
     let ns = TestNamespace::new("diff").await;
     let project = Project::demo(ns.name(), "values:\n  replicas: 2\n");
-    let before = ferry(project.path(), &["diff", "t"], &[]).await;
+    let before = ferry(project.path(), &["diff", "t"]).await;
     before.assert_code(1, "diff before the first apply");
     assert!(
         before.stdout.contains("+kind: Deployment"),
@@ -805,14 +645,14 @@ async fn diff_exits_0_without_changes_and_1_with_them() {
         before.stdout
     );
 
-    ferry(project.path(), &["apply", "t"], &[])
+    ferry(project.path(), &["apply", "t"])
         .await
         .assert_code(0, "apply");
-    let same = ferry(project.path(), &["diff", "t"], &[]).await;
+    let same = ferry(project.path(), &["diff", "t"]).await;
     same.assert_code(0, "diff right after the apply");
     assert_eq!(same.stdout, "", "no diff expected");
 
-    let changed = ferry(project.path(), &["diff", "t", "--set", "replicas=3"], &[]).await;
+    let changed = ferry(project.path(), &["diff", "t", "--set", "replicas=3"]).await;
     changed.assert_code(1, "diff with a changed value");
     assert!(
         changed.stdout.contains("--- live/Deployment/"),
@@ -831,7 +671,7 @@ async fn diff_exits_0_without_changes_and_1_with_them() {
     );
 
     project.write("secrets.yaml", "db-password: another-value\n");
-    let secret = ferry(project.path(), &["diff", "t", "--output", "json"], &[]).await;
+    let secret = ferry(project.path(), &["diff", "t", "--output", "json"]).await;
     secret.assert_code(1, "diff with a changed secret");
     let doc: Value = serde_json::from_str(&secret.stdout).expect("one JSON document");
     assert_eq!(doc["changed"], true);
@@ -866,7 +706,7 @@ async fn an_invalid_object_stops_its_wave_and_every_later_one() {
         ),
     ];
     let project = Project::custom("broken", ns.name(), &templates);
-    let run = ferry(project.path(), &["apply", "t", "--no-lint"], &[]).await;
+    let run = ferry(project.path(), &["apply", "t", "--no-lint"]).await;
     run.assert_code(3, "apply with an invalid Service after a valid ConfigMap");
     assert!(
         run.stderr.contains("stopped in the services wave"),
@@ -923,7 +763,7 @@ async fn an_invalid_object_stops_its_wave_and_every_later_one() {
     // The same with nothing applied before: exit 2, nothing changed.
     let fresh = TestNamespace::new("invalid-first").await;
     let first_only = Project::custom("broken", fresh.name(), &templates[1..]);
-    let run = ferry(first_only.path(), &["apply", "t", "--no-lint"], &[]).await;
+    let run = ferry(first_only.path(), &["apply", "t", "--no-lint"]).await;
     run.assert_code(2, "apply whose first wave is invalid");
     assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
     assert!(

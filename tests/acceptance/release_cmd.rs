@@ -8,7 +8,6 @@
 //! never ready.
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use ferry::release::{LockOptions, acquire};
@@ -19,156 +18,38 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::support::{TestNamespace, cluster};
+use crate::support::TestNamespace;
+use crate::support::project::{Project, command, ferry};
 
-/// How long one ferry command may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// A copy of the demo project in a temporary directory.
-struct Project {
-    dir: tempfile::TempDir,
+/// The demo project with `environments/t.yaml` for `namespace`, 3 replicas, then `extra`.
+fn demo(namespace: &str, extra: &str) -> Project {
+    Project::demo(namespace, &three_replicas(extra))
 }
 
-impl Project {
-    /// The demo project with `environments/t.yaml` for `namespace`, 3 replicas, then `extra`.
-    fn demo(namespace: &str, extra: &str) -> Project {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        std::fs::copy(root.join("ferry.yaml"), dir.path().join("ferry.yaml"))
-            .expect("copy ferry.yaml");
-        // The pipeline names the demo's environments: bring them along.
-        for sub in ["templates", "environments"] {
-            let to = dir.path().join(sub);
-            std::fs::create_dir_all(&to).expect("create dir");
-            for entry in std::fs::read_dir(root.join(sub)).expect("read dir") {
-                let entry = entry.expect("dir entry");
-                if entry.path().is_file() {
-                    std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy file");
-                }
-            }
-        }
-        let project = Project { dir };
-        project.write("secrets.yaml", "db-password: acceptance-only\n");
-        project.environment(namespace, extra);
-        project
-    }
-
-    fn environment(&self, namespace: &str, extra: &str) {
-        self.write(
-            "environments/t.yaml",
-            &format!(
-                "context: ferry-local\nnamespace: {namespace}\nsecrets:\n  - from: file\n    path: secrets.yaml\nvalues:\n  replicas: 3\n{extra}"
-            ),
-        );
-    }
-
-    fn write(&self, path: &str, text: &str) {
-        let path = self.dir.path().join(path);
-        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create dirs");
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    }
-
-    /// Edits the pod template of the demo Deployment: adds `label` and `annotation` lines
-    /// (already indented YAML `key: value`).
-    fn pod_template(&self, label: Option<&str>, annotation: Option<&str>) {
-        let path = self.dir.path().join("templates/deployment.yaml.hbs");
-        let text = std::fs::read_to_string(&path).expect("read deployment template");
-        let anchor = "      labels:\n        {{> labels}}\n      annotations:\n";
-        assert!(
-            text.contains(anchor),
-            "the demo Deployment template changed shape"
-        );
-        let mut with = String::from("      labels:\n        {{> labels}}\n");
-        if let Some(l) = label {
-            with.push_str(&format!("        {l}\n"));
-        }
-        with.push_str("      annotations:\n");
-        if let Some(a) = annotation {
-            with.push_str(&format!("        {a}\n"));
-        }
-        std::fs::write(&path, text.replacen(anchor, &with, 1)).expect("write template");
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
+/// Environment keys: 3 replicas, then `extra`.
+fn three_replicas(extra: &str) -> String {
+    format!("values:\n  replicas: 3\n{extra}")
 }
 
-/// What a ferry run gave.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn events(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-            .collect()
+/// Edits the pod template of the demo Deployment: adds `label` and `annotation` lines
+/// (already indented YAML `key: value`).
+fn pod_template(project: &Project, label: Option<&str>, annotation: Option<&str>) {
+    let path = project.path().join("templates/deployment.yaml.hbs");
+    let text = std::fs::read_to_string(&path).expect("read deployment template");
+    let anchor = "      labels:\n        {{> labels}}\n      annotations:\n";
+    assert!(
+        text.contains(anchor),
+        "the demo Deployment template changed shape"
+    );
+    let mut with = String::from("      labels:\n        {{> labels}}\n");
+    if let Some(l) = label {
+        with.push_str(&format!("        {l}\n"));
     }
-
-    /// The `release` event (the outcome).
-    fn outcome(&self) -> Value {
-        self.events()
-            .into_iter()
-            .find(|e| e["event"] == "release")
-            .unwrap_or_else(|| {
-                panic!(
-                    "no release event\nstdout:\n{}\nstderr:\n{}",
-                    self.stdout, self.stderr
-                )
-            })
+    with.push_str("      annotations:\n");
+    if let Some(a) = annotation {
+        with.push_str(&format!("        {a}\n"));
     }
-
-    fn finished(&self) -> Value {
-        let last = self.events().pop().expect("at least one event");
-        assert_eq!(last["event"], "finished", "{}", self.stdout);
-        last
-    }
-
-    fn assert_code(&self, code: i32, what: &str) {
-        assert_eq!(
-            self.code, code,
-            "{what}: exit {} (want {code})\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.stdout, self.stderr
-        );
-    }
-}
-
-fn command(project: &Path, args: &[&str], home: &Path) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
-    command
-        .args(args)
-        .arg("--project")
-        .arg(project)
-        .current_dir(project)
-        .env_clear()
-        .env("KUBECONFIG", cluster().kubeconfig())
-        .env("HOME", home)
-        .env("NO_COLOR", "1")
-        .env("FERRY_USER", "acceptance")
-        .kill_on_drop(true);
-    command
-}
-
-/// Runs the ferry binary in `project` with a clean environment.
-async fn ferry(project: &Path, args: &[&str]) -> Run {
-    let home = tempfile::tempdir().expect("home");
-    let output: Output = tokio::time::timeout(
-        COMMAND_TIMEOUT,
-        command(project, args, home.path()).output(),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("ferry {args:?} did not finish within {COMMAND_TIMEOUT:?}"))
-    .expect("run ferry");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    std::fs::write(&path, text.replacen(anchor, &with, 1)).expect("write template");
 }
 
 /// Names of the Ready pods of the demo.
@@ -230,13 +111,13 @@ async fn check_server() -> String {
 #[tokio::test]
 async fn a_release_with_delayed_readiness_keeps_three_of_three_endpoints() {
     let ns = TestNamespace::new("rel-avail").await;
-    let project = Project::demo(ns.name(), "");
+    let project = demo(ns.name(), "");
     ferry(project.path(), &["release", "t"])
         .await
         .assert_code(0, "first release");
 
     // Slow pods: every new pod becomes ready only after 3 s.
-    project.pod_template(None, Some("ferry.test/ready-delay: \"3s\""));
+    pod_template(&project, None, Some("ferry.test/ready-delay: \"3s\""));
     let second = ferry(project.path(), &["release", "t"]).await;
     second.assert_code(0, "second release");
     assert!(
@@ -265,14 +146,14 @@ async fn a_release_with_delayed_readiness_keeps_three_of_three_endpoints() {
 #[tokio::test]
 async fn a_never_ready_release_rolls_back_and_the_old_pods_keep_serving() {
     let ns = TestNamespace::new("rel-never").await;
-    let project = Project::demo(ns.name(), "");
+    let project = demo(ns.name(), "");
     ferry(project.path(), &["release", "t"])
         .await
         .assert_code(0, "first release");
     let before = ready_pods(&ns).await;
     assert_eq!(before.len(), 3, "{before:?}");
 
-    project.pod_template(Some("ferry.test/never-ready: \"true\""), None);
+    pod_template(&project, Some("ferry.test/never-ready: \"true\""), None);
     let failed = ferry(
         project.path(),
         &[
@@ -327,12 +208,12 @@ async fn a_failing_http_check_rolls_back() {
             "gates:\n  checks:\n    - name: health\n      url: {base}{path}\n      retries: 2\n      timeout: 2s\n"
         )
     };
-    let project = Project::demo(ns.name(), &checks("/ok"));
+    let project = demo(ns.name(), &checks("/ok"));
     ferry(project.path(), &["release", "t"])
         .await
         .assert_code(0, "release with a passing check");
 
-    project.environment(ns.name(), &checks("/fail"));
+    project.environment(ns.name(), &three_replicas(&checks("/fail")));
     let failed = ferry(
         project.path(),
         &[
@@ -371,7 +252,7 @@ async fn a_failing_http_check_rolls_back() {
 #[tokio::test]
 async fn history_lists_revisions_and_rollback_to_one_restores_it() {
     let ns = TestNamespace::new("rel-rollback").await;
-    let project = Project::demo(ns.name(), "");
+    let project = demo(ns.name(), "");
     ferry(project.path(), &["release", "t"])
         .await
         .assert_code(0, "release 1");
@@ -450,7 +331,7 @@ async fn history_lists_revisions_and_rollback_to_one_restores_it() {
 #[tokio::test]
 async fn a_held_lock_makes_a_release_refuse_naming_the_holder() {
     let ns = TestNamespace::new("rel-lock").await;
-    let project = Project::demo(ns.name(), "");
+    let project = demo(ns.name(), "");
     let guard = acquire(
         &ns.client,
         &LockOptions {
@@ -490,13 +371,13 @@ async fn a_held_lock_makes_a_release_refuse_naming_the_holder() {
 #[tokio::test]
 async fn a_release_killed_mid_rollout_is_recovered_by_the_next_one() {
     let ns = TestNamespace::new("rel-kill").await;
-    let project = Project::demo(ns.name(), "");
+    let project = demo(ns.name(), "");
     ferry(project.path(), &["release", "t"])
         .await
         .assert_code(0, "release 1");
 
     // A slow rollout, killed with SIGKILL once it is under way.
-    project.pod_template(None, Some("ferry.test/ready-delay: \"30s\""));
+    pod_template(&project, None, Some("ferry.test/ready-delay: \"30s\""));
     let home = tempfile::tempdir().expect("home");
     let mut child = command(
         project.path(),
@@ -551,7 +432,7 @@ async fn a_release_killed_mid_rollout_is_recovered_by_the_next_one() {
 #[tokio::test]
 async fn a_changed_selector_is_refused_before_anything_is_applied() {
     let ns = TestNamespace::new("rel-selector").await;
-    let project = Project::demo(ns.name(), "");
+    let project = demo(ns.name(), "");
     ferry(project.path(), &["release", "t"])
         .await
         .assert_code(0, "release 1");
@@ -572,7 +453,7 @@ async fn a_changed_selector_is_refused_before_anything_is_applied() {
         ),
     )
     .expect("write template");
-    project.pod_template(Some("tier: front"), None);
+    pod_template(&project, Some("tier: front"), None);
 
     let refused = ferry(project.path(), &["release", "t"]).await;
     refused.assert_code(2, "release with a changed selector");
