@@ -79,20 +79,22 @@ impl Object {
         if !value.is_object() {
             return Err(ObjectError::NotAMapping);
         }
-        let text = |ptr: &str, field: &'static str| {
-            value
-                .pointer(ptr)
+        // Field by field rather than by JSON pointer, which allocates per lookup: this runs
+        // for every rendered object.
+        let metadata = value.get("metadata");
+        let text = |field_value: Option<&Value>, field: &'static str| {
+            field_value
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .ok_or(ObjectError::MissingField { field })
         };
         let id = ObjectRef {
-            api_version: text("/apiVersion", "apiVersion")?,
-            kind: text("/kind", "kind")?,
-            name: text("/metadata/name", "metadata.name")?,
-            namespace: value
-                .pointer("/metadata/namespace")
+            api_version: text(value.get("apiVersion"), "apiVersion")?,
+            kind: text(value.get("kind"), "kind")?,
+            name: text(metadata.and_then(|m| m.get("name")), "metadata.name")?,
+            namespace: metadata
+                .and_then(|m| m.get("namespace"))
                 .and_then(Value::as_str)
                 .map(str::to_string),
         };

@@ -8,16 +8,11 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::pod::{Which, per_container, per_pod, pods, present, same_namespace, violation};
-use super::{Family, LintContext, Rule, Severity, Violation};
+use super::pod::{Bundle, Pod, Which, dig, present, same_namespace, violation};
+use super::{Check, Family, LintContext, Rule, Severity, Violation};
 use crate::object::Object;
 
-const fn rule(
-    id: &'static str,
-    severity: Severity,
-    summary: &'static str,
-    check: fn(&[Object], &LintContext<'_>) -> Vec<Violation>,
-) -> Rule {
+const fn rule(id: &'static str, severity: Severity, summary: &'static str, check: Check) -> Rule {
     Rule {
         id,
         family: Family::Hardening,
@@ -32,7 +27,7 @@ pub(super) const READONLY_ROOT: Rule = rule(
     "HARD-READONLY-ROOT",
     Severity::Error,
     "every container must set readOnlyRootFilesystem: true (writable paths as emptyDir)",
-    readonly_root,
+    Check::Pod(readonly_root),
 );
 
 /// CPU and memory requests and a memory limit on every container.
@@ -40,7 +35,7 @@ pub(super) const RESOURCES: Rule = rule(
     "HARD-RESOURCES",
     Severity::Error,
     "every container must request cpu and memory and limit memory",
-    resources,
+    Check::Pod(resources),
 );
 
 /// No service account token mounted.
@@ -48,7 +43,7 @@ pub(super) const SA_TOKEN: Rule = rule(
     "HARD-SA-TOKEN",
     Severity::Error,
     "pods and the default service account must set automountServiceAccountToken: false",
-    sa_token,
+    Check::Bundle(sa_token),
 );
 
 /// Images referenced by digest.
@@ -56,7 +51,7 @@ pub(super) const IMAGE_DIGEST: Rule = rule(
     "HARD-IMAGE-DIGEST",
     Severity::Warning,
     "every container image must be referenced by digest (name@sha256:…)",
-    image_digest,
+    Check::Pod(image_digest),
 );
 
 /// A default-deny NetworkPolicy next to every workload.
@@ -64,7 +59,7 @@ pub(super) const DEFAULT_DENY: Rule = rule(
     "HARD-DEFAULT-DENY",
     Severity::Error,
     "a bundle with workloads must contain a default-deny NetworkPolicy (podSelector {}, Ingress and Egress)",
-    default_deny,
+    Check::Bundle(default_deny),
 );
 
 /// Nothing in the `default` namespace.
@@ -72,43 +67,45 @@ pub(super) const DEFAULT_NAMESPACE: Rule = rule(
     "HARD-DEFAULT-NAMESPACE",
     Severity::Error,
     "objects must not live in the default namespace",
-    default_namespace,
+    Check::Object(default_namespace),
 );
 
-fn readonly_root(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    per_container(bundle, Which::All, |pod, c, out| {
-        if c.get("/securityContext/readOnlyRootFilesystem") != Some(&Value::Bool(true)) {
+fn readonly_root(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    for c in pod.containers(Which::All) {
+        if c.security(&["readOnlyRootFilesystem"]) != Some(&Value::Bool(true)) {
             out.push(pod.violation(
                 c.at("securityContext.readOnlyRootFilesystem"),
                 format!("{} has a writable root filesystem", c.label()),
                 "set securityContext.readOnlyRootFilesystem: true and mount writable paths as emptyDir".to_string(),
             ));
         }
-    })
+    }
 }
 
-fn resources(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
+fn resources(pod: &Pod<'_>, out: &mut Vec<Violation>) {
     // Kubernetes defaults a missing request to the limit, so a limit also counts as a request.
-    const NEEDED: [(&str, &[&str], &str); 3] = [
+    // (path, what `resources` must set one of as [section, resource] pairs, what is wrong).
+    const NEEDED: [(&str, &[[&str; 2]], &str); 3] = [
         (
             "resources.requests.cpu",
-            &["/resources/requests/cpu", "/resources/limits/cpu"],
+            &[["requests", "cpu"], ["limits", "cpu"]],
             "requests no cpu",
         ),
         (
             "resources.requests.memory",
-            &["/resources/requests/memory", "/resources/limits/memory"],
+            &[["requests", "memory"], ["limits", "memory"]],
             "requests no memory",
         ),
         (
             "resources.limits.memory",
-            &["/resources/limits/memory"],
+            &[["limits", "memory"]],
             "sets no memory limit",
         ),
     ];
-    per_container(bundle, Which::InitAndRegular, |pod, c, out| {
-        for (path, pointers, what) in NEEDED {
-            if pointers.iter().all(|p| c.get(p).is_none()) {
+    for c in pod.containers(Which::InitAndRegular) {
+        let resources = c.get(&["resources"]);
+        for (path, fields, what) in NEEDED {
+            if fields.iter().all(|keys| dig(resources, keys).is_none()) {
                 out.push(pod.violation(
                     c.at(path),
                     format!("{} {what}", c.label()),
@@ -116,12 +113,12 @@ fn resources(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                 ));
             }
         }
-    })
+    }
 }
 
-fn sa_token(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
+fn sa_token(bundle: &Bundle<'_>, _ctx: &LintContext<'_>, out: &mut Vec<Violation>) {
     const FIX: &str = "set automountServiceAccountToken: false";
-    let mut out = per_pod(bundle, |pod, out| {
+    for pod in bundle.pods() {
         if pod.spec.get("automountServiceAccountToken") != Some(&Value::Bool(false)) {
             out.push(pod.violation(
                 pod.at("automountServiceAccountToken"),
@@ -129,8 +126,8 @@ fn sa_token(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                 format!("{FIX} in the pod spec"),
             ));
         }
-    });
-    for object in bundle {
+    }
+    for object in bundle.objects {
         if object.id.kind == "ServiceAccount"
             && object.id.name == "default"
             && object.value.get("automountServiceAccountToken") != Some(&Value::Bool(false))
@@ -143,7 +140,6 @@ fn sa_token(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             ));
         }
     }
-    out
 }
 
 /// Whether `image` names its content by a sha256 or sha512 digest.
@@ -161,9 +157,9 @@ fn pinned_by_digest(image: &str) -> bool {
             || digest.strip_prefix("sha512:").is_some_and(|h| hex(h, 128)))
 }
 
-fn image_digest(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    per_container(bundle, Which::All, |pod, c, out| {
-        let image = c.get("/image").and_then(Value::as_str).unwrap_or("");
+fn image_digest(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    for c in pod.containers(Which::All) {
+        let image = c.get(&["image"]).and_then(Value::as_str).unwrap_or("");
         if !pinned_by_digest(image) {
             out.push(
                 pod.violation(
@@ -174,7 +170,7 @@ fn image_digest(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                 ),
             );
         }
-    })
+    }
 }
 
 /// Whether `object` is a NetworkPolicy that denies all ingress and egress of every pod.
@@ -207,14 +203,17 @@ fn is_default_deny(object: &Object) -> bool {
         && empty(spec.get("egress"))
 }
 
-fn default_deny(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    let policies: Vec<&Object> = bundle.iter().filter(|o| is_default_deny(o)).collect();
+fn default_deny(bundle: &Bundle<'_>, _ctx: &LintContext<'_>, out: &mut Vec<Violation>) {
+    let policies: Vec<&Object> = bundle
+        .objects
+        .iter()
+        .filter(|o| is_default_deny(o))
+        .collect();
     let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for pod in pods(bundle) {
+    for pod in bundle.pods() {
         let workload = pod.object;
         // Report once per namespace, against its first workload.
-        if !seen.insert(workload.id.namespace.clone()) {
+        if !seen.insert(workload.id.namespace.as_deref()) {
             continue;
         }
         if policies.iter().any(|p| same_namespace(p, workload)) {
@@ -231,22 +230,17 @@ fn default_deny(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             "add a NetworkPolicy with podSelector: {} and policyTypes: [Ingress, Egress], then explicit allows".to_string(),
         ));
     }
-    out
 }
 
-fn default_namespace(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    bundle
-        .iter()
-        .filter(|o| o.id.namespace.as_deref() == Some("default"))
-        .map(|o| {
-            violation(
-                o,
-                "metadata.namespace".to_string(),
-                "the object is in the default namespace".to_string(),
-                "set metadata.namespace to the application's own namespace".to_string(),
-            )
-        })
-        .collect()
+fn default_namespace(object: &Object, out: &mut Vec<Violation>) {
+    if object.id.namespace.as_deref() == Some("default") {
+        out.push(violation(
+            object,
+            "metadata.namespace".to_string(),
+            "the object is in the default namespace".to_string(),
+            "set metadata.namespace to the application's own namespace".to_string(),
+        ));
+    }
 }
 
 #[cfg(test)]

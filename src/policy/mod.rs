@@ -11,9 +11,9 @@ mod pod_security;
 mod testing;
 mod zero_downtime;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
+use self::pod::{Bundle, Pod};
 use crate::object::{Object, ObjectRef};
 
 /// How serious a finding is.
@@ -75,8 +75,41 @@ pub struct Rule {
     pub severity: Severity,
     /// One line describing what the rule requires.
     pub summary: &'static str,
-    /// Returns every violation in `bundle`, with `(path, message, fix)` per object.
-    pub check: fn(&[Object], &LintContext<'_>) -> Vec<Violation>,
+    /// What the rule looks at, and the check itself.
+    check: Check,
+}
+
+/// How a rule looks at a bundle. The engine visits each object once and hands the per-pod
+/// and per-object checks the same located [`Pod`], so no rule walks the bundle on its own
+/// unless it must relate objects to each other.
+#[derive(Clone, Copy)]
+enum Check {
+    /// One pod spec (with its containers) at a time, of every pod-bearing object.
+    Pod(fn(&Pod<'_>, &mut Vec<Violation>)),
+    /// One object at a time.
+    Object(fn(&Object, &mut Vec<Violation>)),
+    /// The whole bundle at once, for rules that relate objects (or compare with
+    /// `ctx.previous`).
+    Bundle(fn(&Bundle<'_>, &LintContext<'_>, &mut Vec<Violation>)),
+}
+
+impl Check {
+    /// Runs a per-pod or per-object check on `object` (and its `pod`, if it carries one);
+    /// a whole-bundle check does nothing here.
+    fn one(self, object: &Object, pod: Option<&Pod<'_>>, out: &mut Vec<Violation>) {
+        match (self, pod) {
+            (Check::Pod(check), Some(pod)) => check(pod, out),
+            (Check::Object(check), _) => check(object, out),
+            (Check::Pod(_) | Check::Bundle(_), _) => {}
+        }
+    }
+
+    /// Runs a whole-bundle check on `bundle`; per-pod and per-object checks do nothing here.
+    fn whole(self, bundle: &Bundle<'_>, ctx: &LintContext<'_>, out: &mut Vec<Violation>) {
+        if let Check::Bundle(check) = self {
+            check(bundle, ctx, out);
+        }
+    }
 }
 
 /// A violation as a rule reports it, before the engine adds rule ID and severity.
@@ -101,6 +134,25 @@ impl Rule {
         } else {
             self.severity
         }
+    }
+
+    /// Turns what the rule reported into findings (with its ID and effective severity),
+    /// appended to `findings`; `violations` is left empty for reuse.
+    fn report(
+        &self,
+        ctx: &LintContext<'_>,
+        violations: &mut Vec<Violation>,
+        findings: &mut Vec<Finding>,
+    ) {
+        let severity = self.effective_severity(ctx);
+        findings.extend(violations.drain(..).map(|v| Finding {
+            rule: self.id,
+            severity,
+            object: v.object,
+            path: v.path,
+            message: v.message,
+            fix: v.fix,
+        }));
     }
 }
 
@@ -153,21 +205,27 @@ pub fn lint(bundle: &[Object], ctx: &LintContext<'_>) -> Vec<Finding> {
 
 /// [`lint`] over a given catalogue.
 fn lint_with(rules: &[Rule], bundle: &[Object], ctx: &LintContext<'_>) -> Vec<Finding> {
-    // Rules are independent pure functions: run them in parallel, then sort for a stable order.
-    let mut findings: Vec<Finding> = rules
-        .par_iter()
-        .flat_map_iter(|rule| {
-            let severity = rule.effective_severity(ctx);
-            (rule.check)(bundle, ctx).into_iter().map(move |v| Finding {
-                rule: rule.id,
-                severity,
-                object: v.object,
-                path: v.path,
-                message: v.message,
-                fix: v.fix,
-            })
-        })
-        .collect();
+    let view = Bundle::new(bundle);
+    let mut findings = Vec::new();
+    let mut violations = Vec::new();
+    // One visit per object: its per-pod and per-object rules share the located pod.
+    for (object, pod) in view.entries() {
+        for rule in rules {
+            rule.check.one(object, pod, &mut violations);
+            rule.report(ctx, &mut violations, &mut findings);
+        }
+    }
+    for rule in rules {
+        rule.check.whole(&view, ctx, &mut violations);
+        rule.report(ctx, &mut violations, &mut findings);
+    }
+    sort_findings(&mut findings);
+    findings
+}
+
+/// Sorts findings by object, then rule, then path (then message), so the output is
+/// deterministic.
+fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
         a.object
             .cmp(&b.object)
@@ -175,7 +233,6 @@ fn lint_with(rules: &[Rule], bundle: &[Object], ctx: &LintContext<'_>) -> Vec<Fi
             .then_with(|| a.path.cmp(&b.path))
             .then_with(|| a.message.cmp(&b.message))
     });
-    findings
 }
 
 /// Whether any finding blocks (has [`Severity::Error`]).
@@ -310,13 +367,13 @@ mod tests {
         );
     }
 
-    fn warn_zero_downtime(_: &[Object], _: &LintContext<'_>) -> Vec<Violation> {
-        vec![Violation {
+    fn warn_zero_downtime(_: &Bundle<'_>, _: &LintContext<'_>, out: &mut Vec<Violation>) {
+        out.push(Violation {
             object: object(super::testing::pdb()).id,
             path: "spec".to_string(),
             message: "a warning".to_string(),
             fix: "a fix".to_string(),
-        }]
+        });
     }
 
     const TEST_RULES: [Rule; 2] = [
@@ -325,14 +382,14 @@ mod tests {
             family: Family::ZeroDowntime,
             severity: Severity::Warning,
             summary: "a zero-downtime warning",
-            check: warn_zero_downtime,
+            check: Check::Bundle(warn_zero_downtime),
         },
         Rule {
             id: "HARD-TEST",
             family: Family::Hardening,
             severity: Severity::Warning,
             summary: "a hardening warning",
-            check: warn_zero_downtime,
+            check: Check::Bundle(warn_zero_downtime),
         },
     ];
 

@@ -2,7 +2,9 @@
 //!
 //! A [`Pod`] is the pod spec of any pod-bearing object (Pod, Deployment, StatefulSet,
 //! DaemonSet, ReplicaSet, Job, CronJob) together with its dotted path, and a [`Container`] is
-//! one entry of its `initContainers`, `containers` or `ephemeralContainers`. The views only
+//! one entry of its `initContainers`, `containers` or `ephemeralContainers`. A [`Bundle`] locates
+//! every pod spec, its security context, template metadata and containers once, so the rules
+//! share one walk of the JSON instead of each looking everything up again. The views only
 //! borrow the rendered JSON; they never change it and never fail: a field of the wrong type
 //! reads as absent and is left to the API server's validation.
 
@@ -24,6 +26,17 @@ pub(super) enum Which {
     Regular,
 }
 
+impl Which {
+    /// Whether the container list at `list` (an index into [`LISTS`]) is selected.
+    fn selects(self, list: usize) -> bool {
+        match self {
+            Which::All => true,
+            Which::InitAndRegular => list < 2,
+            Which::Regular => list == 1,
+        }
+    }
+}
+
 /// The container lists of a pod spec, with how a finding names their entries.
 const LISTS: [(&str, &str); 3] = [
     ("initContainers", "init container"),
@@ -31,8 +44,40 @@ const LISTS: [(&str, &str); 3] = [
     ("ephemeralContainers", "ephemeral container"),
 ];
 
-/// The pod spec of one pod-bearing object.
-#[derive(Debug, Clone, Copy)]
+/// A bundle as the rules see it: every object, and the pod spec of each pod-bearing one,
+/// located once.
+#[derive(Debug)]
+pub(super) struct Bundle<'a> {
+    /// The objects, in bundle order.
+    pub objects: &'a [Object],
+    /// The pod of each object (`None` when it carries none), index-aligned with `objects`.
+    pods: Vec<Option<Pod<'a>>>,
+}
+
+impl<'a> Bundle<'a> {
+    /// Locates the pod spec (and its containers) of every object of `objects`.
+    pub fn new(objects: &'a [Object]) -> Self {
+        Bundle {
+            objects,
+            pods: objects.iter().map(Pod::of).collect(),
+        }
+    }
+
+    /// Every object with its pod, if it carries one, in bundle order.
+    pub fn entries(&self) -> impl Iterator<Item = (&'a Object, Option<&Pod<'a>>)> {
+        self.objects
+            .iter()
+            .zip(self.pods.iter().map(Option::as_ref))
+    }
+
+    /// Every pod spec, in bundle order.
+    pub fn pods(&self) -> impl Iterator<Item = &Pod<'a>> {
+        self.pods.iter().flatten()
+    }
+}
+
+/// The pod spec of one pod-bearing object, with what the rules read from it located once.
+#[derive(Debug, Clone)]
 pub(super) struct Pod<'a> {
     /// The object that carries the pod spec.
     pub object: &'a Object,
@@ -40,6 +85,12 @@ pub(super) struct Pod<'a> {
     pub spec: &'a Value,
     /// The dotted path of the pod spec inside the object, e.g. `spec.template.spec`.
     pub path: &'static str,
+    /// The pod's `securityContext`, unless absent or null.
+    security: Option<&'a Value>,
+    /// The pod template's metadata (the object's own for a bare Pod), unless absent or null.
+    metadata: Option<&'a Value>,
+    /// Every container, in Pod Security's visiting order (init, regular, ephemeral).
+    containers: Vec<Container<'a>>,
 }
 
 /// One container of a pod spec. Its path and label are built only when a rule reports it,
@@ -48,116 +99,94 @@ pub(super) struct Pod<'a> {
 pub(super) struct Container<'a> {
     /// The container as rendered.
     pub value: &'a Value,
+    /// Its `securityContext`, unless absent or null.
+    security: Option<&'a Value>,
     /// The pod spec's dotted path.
     pod_path: &'static str,
-    /// The list it is in, e.g. `initContainers`.
-    list: &'static str,
-    /// How messages call an entry of that list, e.g. `init container`.
-    noun: &'static str,
+    /// The list it is in, as an index into [`LISTS`].
+    list: usize,
     /// Its index in the list.
     index: usize,
     /// Its `name`.
     name: &'a str,
 }
 
-/// Every pod spec in `bundle`, in bundle order.
-pub(super) fn pods(bundle: &[Object]) -> impl Iterator<Item = Pod<'_>> {
-    bundle.iter().filter_map(|object| {
-        object
-            .pod_spec()
-            .filter(|spec| spec.is_object())
-            .map(|spec| Pod {
-                object,
-                spec,
-                path: object.pod_spec_path(),
-            })
-    })
-}
-
-/// Runs `check` on every pod spec of `bundle` and collects what it reports.
-pub(super) fn per_pod(
-    bundle: &[Object],
-    check: impl Fn(&Pod<'_>, &mut Vec<Violation>),
-) -> Vec<Violation> {
-    let mut out = Vec::new();
-    for pod in pods(bundle) {
-        check(&pod, &mut out);
-    }
-    out
-}
-
-/// Runs `check` on every container (of the lists `which` selects) of every pod in `bundle`.
-pub(super) fn per_container(
-    bundle: &[Object],
-    which: Which,
-    check: impl Fn(&Pod<'_>, &Container<'_>, &mut Vec<Violation>),
-) -> Vec<Violation> {
-    per_pod(bundle, |pod, out| {
-        for container in pod.containers(which) {
-            check(pod, &container, out);
+/// The pod template (the object carrying `metadata` and `spec`) of a pod-bearing object: the
+/// object itself for a bare Pod.
+fn template(object: &Object) -> Option<&Value> {
+    let value = &object.value;
+    match object.id.kind.as_str() {
+        "Pod" => Some(value),
+        "CronJob" => value
+            .get("spec")?
+            .get("jobTemplate")?
+            .get("spec")?
+            .get("template"),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+            value.get("spec")?.get("template")
         }
-    })
+        _ => None,
+    }
 }
 
 impl<'a> Pod<'a> {
+    /// The pod of `object`, when it is pod-bearing and its pod spec is a JSON object.
+    fn of(object: &'a Object) -> Option<Self> {
+        let template = template(object)?;
+        let spec = template.get("spec").filter(|spec| spec.is_object())?;
+        let path = object.pod_spec_path();
+        Some(Pod {
+            object,
+            spec,
+            path,
+            security: present(spec.get("securityContext")),
+            metadata: present(template.get("metadata")),
+            containers: containers_of(spec, path),
+        })
+    }
+
     /// The dotted path of `rest` inside the pod spec.
     pub fn at(&self, rest: &str) -> String {
         format!("{}.{rest}", self.path)
     }
 
-    /// The non-null value at JSON pointer `pointer` inside the pod spec.
-    pub fn get(&self, pointer: &str) -> Option<&'a Value> {
-        present(self.spec.pointer(pointer))
+    /// The non-null value at `keys` inside the pod spec.
+    pub fn get(&self, keys: &[&str]) -> Option<&'a Value> {
+        dig(Some(self.spec), keys)
+    }
+
+    /// The non-null value at `keys` inside the pod's `securityContext`.
+    pub fn security(&self, keys: &[&str]) -> Option<&'a Value> {
+        dig(self.security, keys)
     }
 
     /// The containers of the lists `which` selects, in Pod Security's visiting order.
-    pub fn containers(&self, which: Which) -> Vec<Container<'a>> {
-        let lists: &[(&str, &str)] = match which {
-            Which::All => &LISTS,
-            Which::InitAndRegular => &LISTS[..2],
-            Which::Regular => &LISTS[1..2],
-        };
-        let mut out = Vec::new();
-        for (list, noun) in lists {
-            let Some(items) = self.spec.get(*list).and_then(Value::as_array) else {
-                continue;
-            };
-            for (index, value) in items.iter().enumerate() {
-                let name = value.get("name").and_then(Value::as_str).unwrap_or("");
-                out.push(Container {
-                    value,
-                    pod_path: self.path,
-                    list,
-                    noun,
-                    index,
-                    name,
-                });
-            }
-        }
-        out
+    pub fn containers(&self, which: Which) -> impl Iterator<Item = &Container<'a>> {
+        self.containers
+            .iter()
+            .filter(move |c| which.selects(c.list))
     }
 
     /// The pod's volumes with their index and name.
-    pub fn volumes(&self) -> Vec<(usize, &'a str, &'a Value)> {
-        self.spec
-            .get("volumes")
-            .and_then(Value::as_array)
-            .map(|volumes| {
-                volumes
-                    .iter()
-                    .enumerate()
-                    .map(|(index, volume)| {
-                        let name = volume.get("name").and_then(Value::as_str).unwrap_or("");
-                        (index, name, volume)
-                    })
-                    .collect()
+    pub fn volumes(&self) -> impl Iterator<Item = (usize, &'a str, &'a Value)> {
+        let volumes = self.spec.get("volumes").and_then(Value::as_array);
+        volumes
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(index, volume)| {
+                let name = volume.get("name").and_then(Value::as_str).unwrap_or("");
+                (index, name, volume)
             })
-            .unwrap_or_default()
     }
 
     /// Whether the pod declares `spec.os.name: windows` (exempt from some restricted checks).
     pub fn is_windows(&self) -> bool {
-        self.spec.pointer("/os/name").and_then(Value::as_str) == Some("windows")
+        self.spec
+            .get("os")
+            .and_then(|os| os.get("name"))
+            .and_then(Value::as_str)
+            == Some("windows")
     }
 
     /// Whether the pod runs in a user namespace (`hostUsers: false`).
@@ -175,13 +204,12 @@ impl<'a> Pod<'a> {
 
     /// The pod template's metadata (the object's own metadata for a bare Pod).
     pub fn metadata(&self) -> Option<&'a Value> {
-        let pointer = format!("/{}", self.metadata_path().replace('.', "/"));
-        present(self.object.value.pointer(&pointer))
+        self.metadata
     }
 
     /// The labels of the pod template.
     pub fn labels(&self) -> Option<&'a serde_json::Map<String, Value>> {
-        self.metadata()
+        self.metadata
             .and_then(|m| m.get("labels"))
             .and_then(Value::as_object)
     }
@@ -192,15 +220,34 @@ impl<'a> Pod<'a> {
     }
 }
 
+/// Every container of the pod spec `spec` (at dotted path `pod_path`), in list order.
+fn containers_of<'a>(spec: &'a Value, pod_path: &'static str) -> Vec<Container<'a>> {
+    let mut out = Vec::new();
+    for (list, (field, _)) in LISTS.iter().enumerate() {
+        let Some(items) = spec.get(*field).and_then(Value::as_array) else {
+            continue;
+        };
+        out.extend(items.iter().enumerate().map(|(index, value)| Container {
+            value,
+            security: present(value.get("securityContext")),
+            pod_path,
+            list,
+            index,
+            name: value.get("name").and_then(Value::as_str).unwrap_or(""),
+        }));
+    }
+    out
+}
+
 impl<'a> Container<'a> {
     /// Its dotted path, e.g. `spec.template.spec.containers[0]`.
     pub fn path(&self) -> String {
-        format!("{}.{}[{}]", self.pod_path, self.list, self.index)
+        format!("{}.{}[{}]", self.pod_path, LISTS[self.list].0, self.index)
     }
 
     /// How a message names it, e.g. `init container "migrate"`.
     pub fn label(&self) -> String {
-        format!("{} \"{}\"", self.noun, self.name)
+        format!("{} \"{}\"", LISTS[self.list].1, self.name)
     }
 
     /// The dotted path of `rest` inside the container.
@@ -208,10 +255,25 @@ impl<'a> Container<'a> {
         format!("{}.{rest}", self.path())
     }
 
-    /// The non-null value at JSON pointer `pointer` inside the container.
-    pub fn get(&self, pointer: &str) -> Option<&'a Value> {
-        present(self.value.pointer(pointer))
+    /// The non-null value at `keys` inside the container.
+    pub fn get(&self, keys: &[&str]) -> Option<&'a Value> {
+        dig(Some(self.value), keys)
     }
+
+    /// The non-null value at `keys` inside the container's `securityContext`.
+    pub fn security(&self, keys: &[&str]) -> Option<&'a Value> {
+        dig(self.security, keys)
+    }
+}
+
+/// The non-null value reached from `value` through the object fields `keys` in turn (what
+/// the JSON pointer `/k1/k2/…` finds, without building the pointer).
+pub(super) fn dig<'v>(value: Option<&'v Value>, keys: &[&str]) -> Option<&'v Value> {
+    let mut current = value?;
+    for key in keys {
+        current = current.get(*key)?;
+    }
+    present(Some(current))
 }
 
 /// A violation of `object` at `path`.

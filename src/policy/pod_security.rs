@@ -9,21 +9,20 @@
 
 use serde_json::Value;
 
-use super::pod::{Which, per_container, per_pod, present, truthy};
-use super::{Family, LintContext, Rule, Severity, Violation};
-use crate::object::Object;
+use super::pod::{Pod, Which, dig, present, truthy};
+use super::{Check, Family, Rule, Severity, Violation};
 
 const fn rule(
     id: &'static str,
     summary: &'static str,
-    check: fn(&[Object], &LintContext<'_>) -> Vec<Violation>,
+    check: fn(&Pod<'_>, &mut Vec<Violation>),
 ) -> Rule {
     Rule {
         id,
         family: Family::PodSecurity,
         severity: Severity::Error,
         summary,
-        check,
+        check: Check::Pod(check),
     }
 }
 
@@ -185,43 +184,41 @@ const VOLUME_SOURCES: [&str; 9] = [
 /// The deprecated per-container AppArmor annotation, still enforced by Pod Security.
 const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
-fn host_namespaces(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    per_pod(bundle, |pod, out| {
-        for (field, namespace) in [
-            ("hostNetwork", "network"),
-            ("hostPID", "process ID"),
-            ("hostIPC", "IPC"),
-        ] {
-            if truthy(pod.spec.get(field)) {
-                out.push(pod.violation(
-                    pod.at(field),
-                    format!("the pod shares the host's {namespace} namespace"),
-                    format!("remove {field} or set it to false"),
-                ));
-            }
+fn host_namespaces(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    for (field, namespace) in [
+        ("hostNetwork", "network"),
+        ("hostPID", "process ID"),
+        ("hostIPC", "IPC"),
+    ] {
+        if truthy(pod.spec.get(field)) {
+            out.push(pod.violation(
+                pod.at(field),
+                format!("the pod shares the host's {namespace} namespace"),
+                format!("remove {field} or set it to false"),
+            ));
         }
-    })
+    }
 }
 
-fn privileged(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    per_container(bundle, Which::All, |pod, c, out| {
-        if truthy(c.get("/securityContext/privileged")) {
+fn privileged(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    for c in pod.containers(Which::All) {
+        if truthy(c.security(&["privileged"])) {
             out.push(pod.violation(
                 c.at("securityContext.privileged"),
                 format!("{} runs privileged", c.label()),
                 "remove securityContext.privileged or set it to false".to_string(),
             ));
         }
-    })
+    }
 }
 
-fn capabilities(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    per_container(bundle, Which::All, |pod, c, out| {
-        if pod.is_windows() {
-            return;
-        }
+fn capabilities(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    if pod.is_windows() {
+        return;
+    }
+    for c in pod.containers(Which::All) {
         let drops_all = c
-            .get("/securityContext/capabilities/drop")
+            .security(&["capabilities", "drop"])
             .and_then(Value::as_array)
             .is_some_and(|drop| drop.iter().any(|cap| cap.as_str() == Some("ALL")));
         if !drops_all {
@@ -232,7 +229,7 @@ fn capabilities(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             ));
         }
         let added = c
-            .get("/securityContext/capabilities/add")
+            .security(&["capabilities", "add"])
             .and_then(Value::as_array);
         for (index, cap) in added.into_iter().flatten().enumerate() {
             if cap.as_str() != Some(ADDABLE_CAPABILITY) {
@@ -246,26 +243,24 @@ fn capabilities(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                 ));
             }
         }
-    })
+    }
 }
 
-fn host_path(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    per_pod(bundle, |pod, out| {
-        for (index, name, volume) in pod.volumes() {
-            if present(volume.get("hostPath")).is_some() {
-                out.push(pod.violation(
-                    pod.at(&format!("volumes[{index}].hostPath")),
-                    format!("volume \"{name}\" mounts a path of the host"),
-                    "replace the hostPath volume with an emptyDir, configMap, secret or persistentVolumeClaim".to_string(),
-                ));
-            }
+fn host_path(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    for (index, name, volume) in pod.volumes() {
+        if present(volume.get("hostPath")).is_some() {
+            out.push(pod.violation(
+                pod.at(&format!("volumes[{index}].hostPath")),
+                format!("volume \"{name}\" mounts a path of the host"),
+                "replace the hostPath volume with an emptyDir, configMap, secret or persistentVolumeClaim".to_string(),
+            ));
         }
-    })
+    }
 }
 
-fn host_ports(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    per_container(bundle, Which::All, |pod, c, out| {
-        let ports = c.get("/ports").and_then(Value::as_array);
+fn host_ports(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    for c in pod.containers(Which::All) {
+        let ports = c.get(&["ports"]).and_then(Value::as_array);
         for (index, port) in ports.into_iter().flatten().enumerate() {
             let Some(host_port) = present(port.get("hostPort")) else {
                 continue;
@@ -278,12 +273,12 @@ fn host_ports(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                 ));
             }
         }
-    })
+    }
 }
 
-fn proc_mount(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    per_container(bundle, Which::All, |pod, c, out| {
-        if let Some(mount) = c.get("/securityContext/procMount")
+fn proc_mount(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    for c in pod.containers(Which::All) {
+        if let Some(mount) = c.security(&["procMount"])
             && mount.as_str() != Some("Default")
         {
             out.push(pod.violation(
@@ -292,10 +287,10 @@ fn proc_mount(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                 "remove securityContext.procMount or set it to Default".to_string(),
             ));
         }
-    })
+    }
 }
 
-fn seccomp(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
+fn seccomp(pod: &Pod<'_>, out: &mut Vec<Violation>) {
     let confined = |profile: &Value| {
         profile
             .get("type")
@@ -308,174 +303,178 @@ fn seccomp(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             .map_or_else(|| "unset".to_string(), Value::to_string)
     };
     const FIX: &str = "set securityContext.seccompProfile.type: RuntimeDefault (or Localhost)";
-    per_pod(bundle, |pod, out| {
-        if pod.is_windows() {
-            return;
-        }
-        let pod_profile = pod.get("/securityContext/seccompProfile");
-        if let Some(profile) = pod_profile
-            && !confined(profile)
-        {
-            out.push(pod.violation(
-                pod.at("securityContext.seccompProfile.type"),
-                format!("the pod sets seccomp profile type {}", type_of(profile)),
+    if pod.is_windows() {
+        return;
+    }
+    let pod_profile = pod.security(&["seccompProfile"]);
+    if let Some(profile) = pod_profile
+        && !confined(profile)
+    {
+        out.push(pod.violation(
+            pod.at("securityContext.seccompProfile.type"),
+            format!("the pod sets seccomp profile type {}", type_of(profile)),
+            FIX.to_string(),
+        ));
+    }
+    for c in pod.containers(Which::All) {
+        match c.security(&["seccompProfile"]) {
+            Some(profile) if !confined(profile) => out.push(pod.violation(
+                c.at("securityContext.seccompProfile.type"),
+                format!(
+                    "{} sets seccomp profile type {}",
+                    c.label(),
+                    type_of(profile)
+                ),
                 FIX.to_string(),
+            )),
+            Some(_) => {}
+            // Unset on the container: fine when the pod sets a confined profile; when the
+            // pod sets a bad one, fixing the pod fixes this container too.
+            None if pod_profile.is_none() => out.push(pod.violation(
+                c.at("securityContext.seccompProfile.type"),
+                format!("neither the pod nor {} sets a seccomp profile", c.label()),
+                format!("{FIX} in the pod's securityContext"),
+            )),
+            None => {}
+        }
+    }
+}
+
+fn sysctls(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    let sysctls = pod.security(&["sysctls"]).and_then(Value::as_array);
+    for (index, sysctl) in sysctls.into_iter().flatten().enumerate() {
+        let name = sysctl.get("name").and_then(Value::as_str).unwrap_or("");
+        if !SAFE_SYSCTLS.contains(&name) {
+            out.push(pod.violation(
+                pod.at(&format!("securityContext.sysctls[{index}].name")),
+                format!("the pod sets the unsafe sysctl \"{name}\""),
+                "remove the sysctl; only namespaced, isolated sysctls are allowed".to_string(),
             ));
         }
-        for c in pod.containers(Which::All) {
-            match c.get("/securityContext/seccompProfile") {
-                Some(profile) if !confined(profile) => out.push(pod.violation(
-                    c.at("securityContext.seccompProfile.type"),
-                    format!(
-                        "{} sets seccomp profile type {}",
-                        c.label(),
-                        type_of(profile)
-                    ),
-                    FIX.to_string(),
-                )),
-                Some(_) => {}
-                // Unset on the container: fine when the pod sets a confined profile; when the
-                // pod sets a bad one, fixing the pod fixes this container too.
-                None if pod_profile.is_none() => out.push(pod.violation(
-                    c.at("securityContext.seccompProfile.type"),
-                    format!("neither the pod nor {} sets a seccomp profile", c.label()),
-                    format!("{FIX} in the pod's securityContext"),
-                )),
-                None => {}
-            }
-        }
-    })
+    }
 }
 
-fn sysctls(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    per_pod(bundle, |pod, out| {
-        let sysctls = pod
-            .get("/securityContext/sysctls")
-            .and_then(Value::as_array);
-        for (index, sysctl) in sysctls.into_iter().flatten().enumerate() {
-            let name = sysctl.get("name").and_then(Value::as_str).unwrap_or("");
-            if !SAFE_SYSCTLS.contains(&name) {
-                out.push(pod.violation(
-                    pod.at(&format!("securityContext.sysctls[{index}].name")),
-                    format!("the pod sets the unsafe sysctl \"{name}\""),
-                    "remove the sysctl; only namespaced, isolated sysctls are allowed".to_string(),
-                ));
-            }
-        }
-    })
+fn selinux(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    let at_pod = || {
+        let path = pod.at("securityContext.seLinuxOptions");
+        (path, "the pod".to_string())
+    };
+    selinux_options(pod, pod.security(&["seLinuxOptions"]), at_pod, out);
+    for c in pod.containers(Which::All) {
+        let at_container = || (c.at("securityContext.seLinuxOptions"), c.label());
+        selinux_options(pod, c.security(&["seLinuxOptions"]), at_container, out);
+    }
 }
 
-fn selinux(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    per_pod(bundle, |pod, out| {
-        let mut contexts = vec![(
-            pod.at("securityContext.seLinuxOptions"),
-            "the pod".to_string(),
-            pod.get("/securityContext/seLinuxOptions"),
-        )];
-        for c in pod.containers(Which::All) {
-            let options = c.get("/securityContext/seLinuxOptions");
-            contexts.push((c.at("securityContext.seLinuxOptions"), c.label(), options));
-        }
-        for (path, who, options) in contexts {
-            let Some(options) = options else { continue };
-            let field = |name: &str| options.get(name).and_then(Value::as_str).unwrap_or("");
-            let kind = field("type");
-            if !kind.is_empty() && !SELINUX_TYPES.contains(&kind) {
-                out.push(pod.violation(
-                    format!("{path}.type"),
-                    format!("{who} sets SELinux type \"{kind}\""),
-                    "remove seLinuxOptions.type or set it to container_t".to_string(),
-                ));
-            }
-            for name in ["user", "role"] {
-                let value = field(name);
-                if !value.is_empty() {
-                    out.push(pod.violation(
-                        format!("{path}.{name}"),
-                        format!("{who} sets a custom SELinux {name} \"{value}\""),
-                        format!("remove seLinuxOptions.{name}"),
-                    ));
-                }
-            }
-        }
-    })
-}
-
-fn apparmor(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    const FIX: &str = "set securityContext.appArmorProfile.type: RuntimeDefault (or Localhost)";
-    per_pod(bundle, |pod, out| {
-        let mut profiles = vec![(
-            pod.at("securityContext.appArmorProfile.type"),
-            "the pod".to_string(),
-            pod.get("/securityContext/appArmorProfile"),
-        )];
-        for c in pod.containers(Which::All) {
-            let profile = c.get("/securityContext/appArmorProfile");
-            profiles.push((
-                c.at("securityContext.appArmorProfile.type"),
-                c.label(),
-                profile,
+/// Checks one `seLinuxOptions` of `pod`; `whose` names its path and owner, and is called only
+/// when there is something to report.
+fn selinux_options(
+    pod: &Pod<'_>,
+    options: Option<&Value>,
+    whose: impl Fn() -> (String, String),
+    out: &mut Vec<Violation>,
+) {
+    let Some(options) = options else { return };
+    let field = |name: &str| options.get(name).and_then(Value::as_str).unwrap_or("");
+    let kind = field("type");
+    if !kind.is_empty() && !SELINUX_TYPES.contains(&kind) {
+        let (path, who) = whose();
+        out.push(pod.violation(
+            format!("{path}.type"),
+            format!("{who} sets SELinux type \"{kind}\""),
+            "remove seLinuxOptions.type or set it to container_t".to_string(),
+        ));
+    }
+    for name in ["user", "role"] {
+        let value = field(name);
+        if !value.is_empty() {
+            let (path, who) = whose();
+            out.push(pod.violation(
+                format!("{path}.{name}"),
+                format!("{who} sets a custom SELinux {name} \"{value}\""),
+                format!("remove seLinuxOptions.{name}"),
             ));
         }
-        for (path, who, profile) in profiles {
-            let Some(profile) = profile else { continue };
-            let kind = profile.get("type").and_then(Value::as_str).unwrap_or("");
-            if !CONFINED_PROFILES.contains(&kind) {
-                out.push(pod.violation(
-                    path,
-                    format!("{who} sets AppArmor profile type \"{kind}\""),
-                    FIX.to_string(),
-                ));
-            }
-        }
-        let annotations = pod
-            .metadata()
-            .and_then(|m| m.get("annotations"))
-            .and_then(Value::as_object);
-        for (key, value) in annotations.into_iter().flatten() {
-            let Some(container) = key.strip_prefix(APPARMOR_ANNOTATION_PREFIX) else {
-                continue;
-            };
-            let value = value.as_str().unwrap_or("");
-            if !(value.is_empty() || value == "runtime/default" || value.starts_with("localhost/"))
-            {
-                out.push(pod.violation(
-                    format!("{}.annotations[\"{key}\"]", pod.metadata_path()),
-                    format!("the AppArmor annotation for container \"{container}\" is \"{value}\""),
-                    format!("remove the annotation and {FIX}"),
-                ));
-            }
-        }
-    })
+    }
 }
 
-fn volume_types(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    per_pod(bundle, |pod, out| {
-        for (index, name, volume) in pod.volumes() {
-            let Some(fields) = volume.as_object() else {
-                continue;
-            };
-            for (source, value) in fields {
-                if source == "name" || value.is_null() || VOLUME_SOURCES.contains(&source.as_str())
-                {
-                    continue;
-                }
-                out.push(pod.violation(
-                    pod.at(&format!("volumes[{index}].{source}")),
-                    format!("volume \"{name}\" has type {source}, which restricted pods may not use"),
-                    "use a configMap, secret, emptyDir, projected, csi, ephemeral or persistentVolumeClaim volume".to_string(),
-                ));
-            }
+/// How a finding fixes an unconfined AppArmor profile.
+const APPARMOR_FIX: &str =
+    "set securityContext.appArmorProfile.type: RuntimeDefault (or Localhost)";
+
+fn apparmor(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    let at_pod = || {
+        let path = pod.at("securityContext.appArmorProfile.type");
+        (path, "the pod".to_string())
+    };
+    apparmor_profile(pod, pod.security(&["appArmorProfile"]), at_pod, out);
+    for c in pod.containers(Which::All) {
+        let at_container = || (c.at("securityContext.appArmorProfile.type"), c.label());
+        apparmor_profile(pod, c.security(&["appArmorProfile"]), at_container, out);
+    }
+    let annotations = pod
+        .metadata()
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object);
+    for (key, value) in annotations.into_iter().flatten() {
+        let Some(container) = key.strip_prefix(APPARMOR_ANNOTATION_PREFIX) else {
+            continue;
+        };
+        let value = value.as_str().unwrap_or("");
+        if !(value.is_empty() || value == "runtime/default" || value.starts_with("localhost/")) {
+            out.push(pod.violation(
+                format!("{}.annotations[\"{key}\"]", pod.metadata_path()),
+                format!("the AppArmor annotation for container \"{container}\" is \"{value}\""),
+                format!("remove the annotation and {APPARMOR_FIX}"),
+            ));
         }
-    })
+    }
 }
 
-fn priv_esc(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    per_container(bundle, Which::All, |pod, c, out| {
-        if pod.is_windows() {
-            return;
+/// Checks one `appArmorProfile` of `pod`; `whose` names its path and owner, and is called
+/// only when there is something to report.
+fn apparmor_profile(
+    pod: &Pod<'_>,
+    profile: Option<&Value>,
+    whose: impl Fn() -> (String, String),
+    out: &mut Vec<Violation>,
+) {
+    let Some(profile) = profile else { return };
+    let kind = profile.get("type").and_then(Value::as_str).unwrap_or("");
+    if !CONFINED_PROFILES.contains(&kind) {
+        let (path, who) = whose();
+        out.push(pod.violation(
+            path,
+            format!("{who} sets AppArmor profile type \"{kind}\""),
+            APPARMOR_FIX.to_string(),
+        ));
+    }
+}
+
+fn volume_types(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    for (index, name, volume) in pod.volumes() {
+        let Some(fields) = volume.as_object() else {
+            continue;
+        };
+        for (source, value) in fields {
+            if source == "name" || value.is_null() || VOLUME_SOURCES.contains(&source.as_str()) {
+                continue;
+            }
+            out.push(pod.violation(
+                pod.at(&format!("volumes[{index}].{source}")),
+                format!("volume \"{name}\" has type {source}, which restricted pods may not use"),
+                "use a configMap, secret, emptyDir, projected, csi, ephemeral or persistentVolumeClaim volume".to_string(),
+            ));
         }
-        let value = c.get("/securityContext/allowPrivilegeEscalation");
+    }
+}
+
+fn priv_esc(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    if pod.is_windows() {
+        return;
+    }
+    for c in pod.containers(Which::All) {
+        let value = c.security(&["allowPrivilegeEscalation"]);
         if value != Some(&Value::Bool(false)) {
             let message = match value {
                 None => format!(
@@ -490,148 +489,116 @@ fn priv_esc(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
                 "set securityContext.allowPrivilegeEscalation: false".to_string(),
             ));
         }
-    })
+    }
 }
 
-fn run_as_non_root(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
+fn run_as_non_root(pod: &Pod<'_>, out: &mut Vec<Violation>) {
     const FIX: &str = "set securityContext.runAsNonRoot: true";
-    per_pod(bundle, |pod, out| {
-        if pod.in_user_namespace() {
-            return;
-        }
-        let at_pod = pod.get("/securityContext/runAsNonRoot");
-        if let Some(value) = at_pod
-            && value != &Value::Bool(true)
-        {
-            out.push(pod.violation(
-                pod.at("securityContext.runAsNonRoot"),
-                format!("the pod sets runAsNonRoot to {value}"),
+    if pod.in_user_namespace() {
+        return;
+    }
+    let at_pod = pod.security(&["runAsNonRoot"]);
+    if let Some(value) = at_pod
+        && value != &Value::Bool(true)
+    {
+        out.push(pod.violation(
+            pod.at("securityContext.runAsNonRoot"),
+            format!("the pod sets runAsNonRoot to {value}"),
+            FIX.to_string(),
+        ));
+    }
+    for c in pod.containers(Which::All) {
+        match c.security(&["runAsNonRoot"]) {
+            Some(value) if value != &Value::Bool(true) => out.push(pod.violation(
+                c.at("securityContext.runAsNonRoot"),
+                format!("{} sets runAsNonRoot to {value}", c.label()),
                 FIX.to_string(),
-            ));
+            )),
+            Some(_) => {}
+            // Unset on the container: covered by a pod-level true; a pod-level false is
+            // reported once, above.
+            None if at_pod.is_none() => out.push(pod.violation(
+                c.at("securityContext.runAsNonRoot"),
+                format!(
+                    "neither the pod nor {} sets runAsNonRoot to true",
+                    c.label()
+                ),
+                format!("{FIX} in the pod's securityContext"),
+            )),
+            None => {}
         }
-        for c in pod.containers(Which::All) {
-            match c.get("/securityContext/runAsNonRoot") {
-                Some(value) if value != &Value::Bool(true) => out.push(pod.violation(
-                    c.at("securityContext.runAsNonRoot"),
-                    format!("{} sets runAsNonRoot to {value}", c.label()),
-                    FIX.to_string(),
-                )),
-                Some(_) => {}
-                // Unset on the container: covered by a pod-level true; a pod-level false is
-                // reported once, above.
-                None if at_pod.is_none() => out.push(pod.violation(
-                    c.at("securityContext.runAsNonRoot"),
-                    format!(
-                        "neither the pod nor {} sets runAsNonRoot to true",
-                        c.label()
-                    ),
-                    format!("{FIX} in the pod's securityContext"),
-                )),
-                None => {}
-            }
-        }
-    })
+    }
 }
 
-fn run_as_user(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
+fn run_as_user(pod: &Pod<'_>, out: &mut Vec<Violation>) {
     const FIX: &str = "set securityContext.runAsUser to a non-zero UID, e.g. 65532";
     let is_root = |v: Option<&Value>| v.and_then(Value::as_i64) == Some(0);
-    per_pod(bundle, |pod, out| {
-        if pod.in_user_namespace() {
-            return;
-        }
-        if is_root(pod.get("/securityContext/runAsUser")) {
+    if pod.in_user_namespace() {
+        return;
+    }
+    if is_root(pod.security(&["runAsUser"])) {
+        out.push(pod.violation(
+            pod.at("securityContext.runAsUser"),
+            "the pod runs as root (runAsUser: 0)".to_string(),
+            FIX.to_string(),
+        ));
+    }
+    for c in pod.containers(Which::All) {
+        if is_root(c.security(&["runAsUser"])) {
             out.push(pod.violation(
-                pod.at("securityContext.runAsUser"),
-                "the pod runs as root (runAsUser: 0)".to_string(),
+                c.at("securityContext.runAsUser"),
+                format!("{} runs as root (runAsUser: 0)", c.label()),
                 FIX.to_string(),
             ));
         }
-        for c in pod.containers(Which::All) {
-            if is_root(c.get("/securityContext/runAsUser")) {
-                out.push(pod.violation(
-                    c.at("securityContext.runAsUser"),
-                    format!("{} runs as root (runAsUser: 0)", c.label()),
-                    FIX.to_string(),
-                ));
-            }
-        }
-    })
+    }
 }
 
-fn host_probes(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    // (handler, action, JSON pointer of its `host`), spelled out so no pointer is built per
-    // container.
-    const HOSTS: [(&str, &str, &str); 10] = [
-        ("livenessProbe", "httpGet", "/livenessProbe/httpGet/host"),
-        (
-            "livenessProbe",
-            "tcpSocket",
-            "/livenessProbe/tcpSocket/host",
-        ),
-        ("readinessProbe", "httpGet", "/readinessProbe/httpGet/host"),
-        (
-            "readinessProbe",
-            "tcpSocket",
-            "/readinessProbe/tcpSocket/host",
-        ),
-        ("startupProbe", "httpGet", "/startupProbe/httpGet/host"),
-        ("startupProbe", "tcpSocket", "/startupProbe/tcpSocket/host"),
-        (
-            "lifecycle.postStart",
-            "httpGet",
-            "/lifecycle/postStart/httpGet/host",
-        ),
-        (
-            "lifecycle.postStart",
-            "tcpSocket",
-            "/lifecycle/postStart/tcpSocket/host",
-        ),
-        (
-            "lifecycle.preStop",
-            "httpGet",
-            "/lifecycle/preStop/httpGet/host",
-        ),
-        (
-            "lifecycle.preStop",
-            "tcpSocket",
-            "/lifecycle/preStop/tcpSocket/host",
-        ),
+fn host_probes(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    // (handler as a path names it, the keys that lead to it inside a container).
+    const HANDLERS: [(&str, &[&str]); 5] = [
+        ("livenessProbe", &["livenessProbe"]),
+        ("readinessProbe", &["readinessProbe"]),
+        ("startupProbe", &["startupProbe"]),
+        ("lifecycle.postStart", &["lifecycle", "postStart"]),
+        ("lifecycle.preStop", &["lifecycle", "preStop"]),
     ];
-    per_container(bundle, Which::All, |pod, c, out| {
-        for (handler, action, pointer) in HOSTS {
-            let host = c.get(pointer).and_then(Value::as_str).unwrap_or("");
-            if !host.is_empty() {
-                out.push(pod.violation(
-                    c.at(&format!("{handler}.{action}.host")),
-                    format!("the {handler} of {} targets host \"{host}\"", c.label()),
-                    format!("remove {handler}.{action}.host so the handler targets the pod"),
-                ));
+    for c in pod.containers(Which::All) {
+        for (handler, keys) in HANDLERS {
+            let Some(hook) = c.get(keys) else { continue };
+            for action in ["httpGet", "tcpSocket"] {
+                let host = dig(Some(hook), &[action, "host"]);
+                let host = host.and_then(Value::as_str).unwrap_or("");
+                if !host.is_empty() {
+                    out.push(pod.violation(
+                        c.at(&format!("{handler}.{action}.host")),
+                        format!("the {handler} of {} targets host \"{host}\"", c.label()),
+                        format!("remove {handler}.{action}.host so the handler targets the pod"),
+                    ));
+                }
             }
         }
-    })
+    }
 }
 
-fn host_process(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
+fn host_process(pod: &Pod<'_>, out: &mut Vec<Violation>) {
     const FIX: &str = "remove securityContext.windowsOptions.hostProcess or set it to false";
-    per_pod(bundle, |pod, out| {
-        if truthy(pod.get("/securityContext/windowsOptions/hostProcess")) {
+    if truthy(pod.security(&["windowsOptions", "hostProcess"])) {
+        out.push(pod.violation(
+            pod.at("securityContext.windowsOptions.hostProcess"),
+            "the pod runs as a windows host process".to_string(),
+            FIX.to_string(),
+        ));
+    }
+    for c in pod.containers(Which::All) {
+        if truthy(c.security(&["windowsOptions", "hostProcess"])) {
             out.push(pod.violation(
-                pod.at("securityContext.windowsOptions.hostProcess"),
-                "the pod runs as a windows host process".to_string(),
+                c.at("securityContext.windowsOptions.hostProcess"),
+                format!("{} runs as a windows host process", c.label()),
                 FIX.to_string(),
             ));
         }
-        for c in pod.containers(Which::All) {
-            if truthy(c.get("/securityContext/windowsOptions/hostProcess")) {
-                out.push(pod.violation(
-                    c.at("securityContext.windowsOptions.hostProcess"),
-                    format!("{} runs as a windows host process", c.label()),
-                    FIX.to_string(),
-                ));
-            }
-        }
-    })
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::pod::Bundle;
 use super::{LintContext, Violation, rule};
 use crate::object::Object;
 
@@ -154,7 +155,13 @@ pub(super) fn check(id: &str, bundle: &[Object]) -> Vec<Violation> {
 /// Runs the rule `id` over `bundle` under `ctx`.
 pub(super) fn check_with(id: &str, bundle: &[Object], ctx: &LintContext<'_>) -> Vec<Violation> {
     let rule = rule(id).unwrap_or_else(|| panic!("no rule {id}"));
-    (rule.check)(bundle, ctx)
+    let view = Bundle::new(bundle);
+    let mut out = Vec::new();
+    for (object, pod) in view.entries() {
+        rule.check.one(object, pod, &mut out);
+    }
+    rule.check.whole(&view, ctx, &mut out);
+    out
 }
 
 /// The paths the rule `id` reports on `bundle`.

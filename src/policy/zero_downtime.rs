@@ -7,15 +7,13 @@
 
 use serde_json::Value;
 
-use super::pod::{CanonicalSelector, Which, pods, same_namespace, selector_matches, violation};
-use super::{Family, LintContext, Rule, Severity, Violation};
+use super::pod::{
+    Bundle, CanonicalSelector, Pod, Which, dig, same_namespace, selector_matches, violation,
+};
+use super::{Check, Family, LintContext, Rule, Severity, Violation};
 use crate::object::Object;
 
-const fn rule(
-    id: &'static str,
-    summary: &'static str,
-    check: fn(&[Object], &LintContext<'_>) -> Vec<Violation>,
-) -> Rule {
+const fn rule(id: &'static str, summary: &'static str, check: Check) -> Rule {
     Rule {
         id,
         family: Family::ZeroDowntime,
@@ -29,35 +27,35 @@ const fn rule(
 pub(super) const READINESS_PROBE: Rule = rule(
     "ZD-READINESS-PROBE",
     "every container of a long-running workload must have a readiness probe",
-    readiness_probe,
+    Check::Pod(readiness_probe),
 );
 
 /// RollingUpdate with maxUnavailable 0 and a positive maxSurge.
 pub(super) const ROLLING_UPDATE: Rule = rule(
     "ZD-ROLLING-UPDATE",
     "deployments must roll with maxUnavailable: 0 and maxSurge >= 1",
-    rolling_update,
+    Check::Object(rolling_update),
 );
 
 /// A preStop pause shorter than the termination grace period.
 pub(super) const PRESTOP: Rule = rule(
     "ZD-PRESTOP",
     "every serving container must pause in preStop for less than terminationGracePeriodSeconds",
-    prestop,
+    Check::Pod(prestop),
 );
 
 /// A PodDisruptionBudget for replicated workloads.
 pub(super) const PDB: Rule = rule(
     "ZD-PDB",
     "workloads with 2 or more replicas must be selected by a PodDisruptionBudget",
-    pdb,
+    Check::Bundle(pdb),
 );
 
 /// No change of an immutable selector.
 pub(super) const SELECTOR_CHANGE: Rule = rule(
     "ZD-SELECTOR-CHANGE",
     "a live Deployment, StatefulSet or DaemonSet must keep its spec.selector",
-    selector_change,
+    Check::Bundle(selector_change),
 );
 
 /// Kinds whose pods serve continuously and are replaced by rolling updates.
@@ -76,20 +74,19 @@ fn serving(object: &Object) -> bool {
     SERVING_KINDS.contains(&object.id.kind.as_str())
 }
 
-fn readiness_probe(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    let mut out = Vec::new();
-    for pod in pods(bundle).filter(|p| serving(p.object)) {
-        for c in pod.containers(Which::Regular) {
-            if c.get("/readinessProbe").is_none() {
-                out.push(pod.violation(
-                    c.at("readinessProbe"),
-                    format!("{} has no readiness probe, so it receives traffic before it can serve", c.label()),
-                    "add a readinessProbe (httpGet, grpc or tcpSocket) that reflects the ability to serve".to_string(),
-                ));
-            }
+fn readiness_probe(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    if !serving(pod.object) {
+        return;
+    }
+    for c in pod.containers(Which::Regular) {
+        if c.get(&["readinessProbe"]).is_none() {
+            out.push(pod.violation(
+                c.at("readinessProbe"),
+                format!("{} has no readiness probe, so it receives traffic before it can serve", c.label()),
+                "add a readinessProbe (httpGet, grpc or tcpSocket) that reflects the ability to serve".to_string(),
+            ));
         }
     }
-    out
 }
 
 /// A parsed `IntOrString` from a rolling update.
@@ -110,132 +107,141 @@ fn amount(value: &Value) -> Amount {
     }
 }
 
-fn rolling_update(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    let mut out = Vec::new();
-    for object in bundle.iter().filter(|o| o.id.kind == "Deployment") {
-        let strategy = object.value.pointer("/spec/strategy");
-        let kind = strategy.and_then(|s| s.get("type")).and_then(Value::as_str);
-        if let Some(kind) = kind.filter(|k| *k != "RollingUpdate") {
-            out.push(violation(
-                object,
-                "spec.strategy.type".to_string(),
-                format!("the {kind} strategy stops every old pod before new ones are ready"),
-                "set spec.strategy.type: RollingUpdate with maxUnavailable: 0 and maxSurge: 1"
-                    .to_string(),
-            ));
-            continue;
-        }
-        let rolling = strategy.and_then(|s| s.get("rollingUpdate"));
-        let field = |name: &str| rolling.and_then(|r| r.get(name)).filter(|v| !v.is_null());
+fn rolling_update(object: &Object, out: &mut Vec<Violation>) {
+    if object.id.kind != "Deployment" {
+        return;
+    }
+    let strategy = object.value.get("spec").and_then(|s| s.get("strategy"));
+    let kind = strategy.and_then(|s| s.get("type")).and_then(Value::as_str);
+    if let Some(kind) = kind.filter(|k| *k != "RollingUpdate") {
+        out.push(violation(
+            object,
+            "spec.strategy.type".to_string(),
+            format!("the {kind} strategy stops every old pod before new ones are ready"),
+            "set spec.strategy.type: RollingUpdate with maxUnavailable: 0 and maxSurge: 1"
+                .to_string(),
+        ));
+        return;
+    }
+    let rolling = strategy.and_then(|s| s.get("rollingUpdate"));
+    let field = |name: &str| rolling.and_then(|r| r.get(name)).filter(|v| !v.is_null());
 
-        let problem = match field("maxUnavailable") {
-            None => Some(
-                "maxUnavailable is unset and defaults to 25%, which takes ready pods out of service"
-                    .to_string(),
-            ),
-            Some(v) => match amount(v) {
-                Amount::Count(0) | Amount::Percent(0) => None,
-                _ => Some(format!(
-                    "maxUnavailable is {v}, which takes ready pods out of service during a rollout"
-                )),
-            },
+    let problem = match field("maxUnavailable") {
+        None => Some(
+            "maxUnavailable is unset and defaults to 25%, which takes ready pods out of service"
+                .to_string(),
+        ),
+        Some(v) => match amount(v) {
+            Amount::Count(0) | Amount::Percent(0) => None,
+            _ => Some(format!(
+                "maxUnavailable is {v}, which takes ready pods out of service during a rollout"
+            )),
+        },
+    };
+    if let Some(message) = problem {
+        out.push(violation(
+            object,
+            "spec.strategy.rollingUpdate.maxUnavailable".to_string(),
+            message,
+            "set spec.strategy.rollingUpdate.maxUnavailable: 0".to_string(),
+        ));
+    }
+    // Unset maxSurge defaults to 25%, which rounds up to at least one pod: fine.
+    if let Some(surge) = field("maxSurge") {
+        let ok = match amount(surge) {
+            Amount::Count(n) => n >= 1,
+            Amount::Percent(p) => p > 0,
+            Amount::Invalid => false,
         };
-        if let Some(message) = problem {
+        if !ok {
             out.push(violation(
                 object,
-                "spec.strategy.rollingUpdate.maxUnavailable".to_string(),
-                message,
-                "set spec.strategy.rollingUpdate.maxUnavailable: 0".to_string(),
+                "spec.strategy.rollingUpdate.maxSurge".to_string(),
+                format!("maxSurge is {surge}, so no new pod can start before an old one stops"),
+                "set spec.strategy.rollingUpdate.maxSurge: 1 (or a positive percentage)"
+                    .to_string(),
             ));
         }
-        // Unset maxSurge defaults to 25%, which rounds up to at least one pod: fine.
-        if let Some(surge) = field("maxSurge") {
-            let ok = match amount(surge) {
-                Amount::Count(n) => n >= 1,
-                Amount::Percent(p) => p > 0,
-                Amount::Invalid => false,
-            };
-            if !ok {
-                out.push(violation(
-                    object,
-                    "spec.strategy.rollingUpdate.maxSurge".to_string(),
-                    format!("maxSurge is {surge}, so no new pod can start before an old one stops"),
-                    "set spec.strategy.rollingUpdate.maxSurge: 1 (or a positive percentage)"
+    }
+}
+
+fn prestop(pod: &Pod<'_>, out: &mut Vec<Violation>) {
+    if !serving(pod.object) {
+        return;
+    }
+    let grace = pod
+        .get(&["terminationGracePeriodSeconds"])
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    for c in pod.containers(Which::Regular) {
+        let Some(hook) = c.get(&["lifecycle", "preStop"]) else {
+            out.push(
+                pod.violation(
+                    c.at("lifecycle.preStop"),
+                    format!(
+                        "{} has no preStop pause, so it stops while endpoints still route to it",
+                        c.label()
+                    ),
+                    "set lifecycle.preStop.sleep.seconds: 10 (below terminationGracePeriodSeconds)"
                         .to_string(),
+                ),
+            );
+            continue;
+        };
+        if let Some(sleep) = hook.get("sleep").filter(|v| !v.is_null()) {
+            let seconds = sleep.get("seconds").and_then(Value::as_i64).unwrap_or(0);
+            if seconds <= 0 {
+                out.push(pod.violation(
+                    c.at("lifecycle.preStop.sleep.seconds"),
+                    format!("the preStop sleep of {} does not pause", c.label()),
+                    "set lifecycle.preStop.sleep.seconds to 5-15".to_string(),
+                ));
+            } else if seconds >= grace {
+                out.push(pod.violation(
+                    c.at("lifecycle.preStop.sleep.seconds"),
+                    format!(
+                        "the preStop sleep of {} ({seconds}s) is not shorter than the termination grace period ({grace}s)",
+                        c.label()
+                    ),
+                    "lower lifecycle.preStop.sleep.seconds or raise terminationGracePeriodSeconds above it plus the drain time".to_string(),
                 ));
             }
-        }
-    }
-    out
-}
-
-fn prestop(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
-    let mut out = Vec::new();
-    for pod in pods(bundle).filter(|p| serving(p.object)) {
-        let grace = pod
-            .get("/terminationGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(DEFAULT_GRACE_SECONDS);
-        for c in pod.containers(Which::Regular) {
-            let Some(hook) = c.get("/lifecycle/preStop") else {
+        } else if hook.get("httpGet").is_some_and(|v| !v.is_null())
+            || hook.get("exec").is_some_and(|v| !v.is_null())
+        {
+            if grace <= 0 {
                 out.push(pod.violation(
-                    c.at("lifecycle.preStop"),
-                    format!("{} has no preStop pause, so it stops while endpoints still route to it", c.label()),
-                    "set lifecycle.preStop.sleep.seconds: 10 (below terminationGracePeriodSeconds)".to_string(),
-                ));
-                continue;
-            };
-            if let Some(sleep) = hook.get("sleep").filter(|v| !v.is_null()) {
-                let seconds = sleep.get("seconds").and_then(Value::as_i64).unwrap_or(0);
-                if seconds <= 0 {
-                    out.push(pod.violation(
-                        c.at("lifecycle.preStop.sleep.seconds"),
-                        format!("the preStop sleep of {} does not pause", c.label()),
-                        "set lifecycle.preStop.sleep.seconds to 5-15".to_string(),
-                    ));
-                } else if seconds >= grace {
-                    out.push(pod.violation(
-                        c.at("lifecycle.preStop.sleep.seconds"),
-                        format!(
-                            "the preStop sleep of {} ({seconds}s) is not shorter than the termination grace period ({grace}s)",
-                            c.label()
-                        ),
-                        "lower lifecycle.preStop.sleep.seconds or raise terminationGracePeriodSeconds above it plus the drain time".to_string(),
-                    ));
-                }
-            } else if hook.get("httpGet").is_some_and(|v| !v.is_null())
-                || hook.get("exec").is_some_and(|v| !v.is_null())
-            {
-                if grace <= 0 {
-                    out.push(pod.violation(
-                        pod.at("terminationGracePeriodSeconds"),
-                        format!("a termination grace period of {grace}s kills {} before its preStop hook runs", c.label()),
-                        "raise terminationGracePeriodSeconds above the preStop pause plus the drain time".to_string(),
-                    ));
-                }
-            } else {
-                out.push(pod.violation(
-                    c.at("lifecycle.preStop"),
-                    format!("the preStop hook of {} has no sleep, httpGet or exec action", c.label()),
-                    "set lifecycle.preStop.sleep.seconds: 10 (below terminationGracePeriodSeconds)".to_string(),
+                    pod.at("terminationGracePeriodSeconds"),
+                    format!("a termination grace period of {grace}s kills {} before its preStop hook runs", c.label()),
+                    "raise terminationGracePeriodSeconds above the preStop pause plus the drain time".to_string(),
                 ));
             }
+        } else {
+            out.push(
+                pod.violation(
+                    c.at("lifecycle.preStop"),
+                    format!(
+                        "the preStop hook of {} has no sleep, httpGet or exec action",
+                        c.label()
+                    ),
+                    "set lifecycle.preStop.sleep.seconds: 10 (below terminationGracePeriodSeconds)"
+                        .to_string(),
+                ),
+            );
         }
     }
-    out
 }
 
-fn pdb(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
+fn pdb(bundle: &Bundle<'_>, _ctx: &LintContext<'_>, out: &mut Vec<Violation>) {
     let budgets: Vec<&Object> = bundle
+        .objects
         .iter()
         .filter(|o| o.id.kind == "PodDisruptionBudget" && o.group() == "policy")
         .collect();
-    let mut out = Vec::new();
-    for pod in pods(bundle).filter(|p| REPLICATED_KINDS.contains(&p.object.id.kind.as_str())) {
+    let replicated = |p: &&Pod<'_>| REPLICATED_KINDS.contains(&p.object.id.kind.as_str());
+    for pod in bundle.pods().filter(replicated) {
         let workload = pod.object;
-        let replicas = workload
-            .value
-            .pointer("/spec/replicas")
+        let replicas = dig(Some(&workload.value), &["spec", "replicas"])
             .and_then(Value::as_i64)
             .unwrap_or(1);
         if replicas < 2 {
@@ -245,7 +251,7 @@ fn pdb(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
         let labels = pod.labels().unwrap_or(&empty);
         let covered = budgets.iter().any(|b| {
             same_namespace(b, workload)
-                && selector_matches(b.value.pointer("/spec/selector"), labels)
+                && selector_matches(dig(Some(&b.value), &["spec", "selector"]), labels)
         });
         if !covered {
             out.push(violation(
@@ -256,19 +262,17 @@ fn pdb(bundle: &[Object], _ctx: &LintContext<'_>) -> Vec<Violation> {
             ));
         }
     }
-    out
 }
 
-fn selector_change(bundle: &[Object], ctx: &LintContext<'_>) -> Vec<Violation> {
-    let mut out = Vec::new();
+fn selector_change(bundle: &Bundle<'_>, ctx: &LintContext<'_>, out: &mut Vec<Violation>) {
     let immutable = |o: &&Object| IMMUTABLE_SELECTOR_KINDS.contains(&o.id.kind.as_str());
-    for object in bundle.iter().filter(immutable) {
+    for object in bundle.objects.iter().filter(immutable) {
         let previous = ctx.previous.iter().filter(immutable).find(|p| {
             p.id.kind == object.id.kind && p.id.name == object.id.name && same_namespace(p, object)
         });
         let Some(previous) = previous else { continue };
-        let before = CanonicalSelector::of(previous.value.pointer("/spec/selector"));
-        let after = CanonicalSelector::of(object.value.pointer("/spec/selector"));
+        let before = CanonicalSelector::of(dig(Some(&previous.value), &["spec", "selector"]));
+        let after = CanonicalSelector::of(dig(Some(&object.value), &["spec", "selector"]));
         if before != after {
             out.push(violation(
                 object,
@@ -278,7 +282,6 @@ fn selector_change(bundle: &[Object], ctx: &LintContext<'_>) -> Vec<Violation> {
             ));
         }
     }
-    out
 }
 
 #[cfg(test)]

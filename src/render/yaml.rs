@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 use yaml_rust2::Yaml;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
@@ -141,12 +142,15 @@ impl Builder {
             Some(Frame::Sequence { items, .. }) => items.push(value),
             Some(Frame::Mapping { map, key, .. }) => match key.take() {
                 None => *key = Some(key_text(value)?),
-                Some(name) => {
-                    if map.contains_key(&name) {
-                        return Err(format!("{name:?}: duplicated key in mapping"));
+                // One lookup for both the duplicate check and the insertion.
+                Some(name) => match map.entry(name) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(value);
                     }
-                    map.insert(name, value);
-                }
+                    Entry::Occupied(slot) => {
+                        return Err(format!("{:?}: duplicated key in mapping", slot.key()));
+                    }
+                },
             },
         }
         Ok(())
