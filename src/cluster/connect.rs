@@ -33,8 +33,12 @@ pub struct ConnectOptions {
 /// A connected cluster: a client and what it was made from.
 #[derive(Clone)]
 pub struct Cluster {
-    /// The client; cheap to clone.
+    /// The client; cheap to clone. Like kube's default client it retries answers 429, 503
+    /// and 504 (with backoff, honouring `Retry-After`).
     pub client: Client,
+    /// The same cluster without those retries, for requests whose 503 is the answer (checks
+    /// through the API server's service proxy).
+    pub proxy_client: Client,
     /// The kubeconfig context.
     pub context: String,
     /// The API server's URL.
@@ -205,12 +209,14 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Cluster, ConnectError> {
         .to_string()
         .trim_end_matches('/')
         .to_string();
-    let client = http2_client(&config).map_err(|e| ConnectError::Config {
+    let client_error = |e: kube::Error| ConnectError::Config {
         context: context.clone(),
         source: ApiCause::Transport {
             message: chain_text(&e),
         },
-    })?;
+    };
+    let client = http2_client(&config, config.default_retry).map_err(client_error)?;
+    let proxy_client = http2_client(&config, false).map_err(client_error)?;
     let version = tokio::time::timeout(CONNECT_TIMEOUT, client.apiserver_version()).await;
     let server_version = match version {
         Ok(Ok(info)) => info.git_version,
@@ -229,6 +235,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Cluster, ConnectError> {
     };
     Ok(Cluster {
         client,
+        proxy_client,
         context,
         server,
         user,
@@ -244,11 +251,12 @@ const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(15);
 /// A client for `config` that negotiates HTTP/2 with the API server (falling back to
 /// HTTP/1.1), as kubectl does: one TLS connection carries every concurrent request and watch,
 /// where kube's default HTTP/1.1 client opens (and handshakes) one connection per request in
-/// flight. Same TLS verification, credentials and headers as kube's default client.
+/// flight. Same TLS verification, credentials and headers as kube's default client, and its
+/// retries of 429, 503 and 504 answers when `retry`.
 ///
 /// # Errors
 /// The kubeconfig's TLS material or credentials are unusable.
-fn http2_client(config: &Config) -> Result<Client, kube::Error> {
+fn http2_client(config: &Config, retry: bool) -> Result<Client, kube::Error> {
     use kube::client::ConfigExt;
 
     let tls = config.rustls_client_config()?;
@@ -279,6 +287,9 @@ fn http2_client(config: &Config) -> Result<Client, kube::Error> {
             .build::<_, kube::client::Body>(https);
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
+        .option_layer(retry.then(|| {
+            tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
+        }))
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(|e: hyper_util::client::legacy::Error| {

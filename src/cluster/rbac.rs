@@ -15,6 +15,7 @@
 //! | the release lock | release, rollback | `create`, `delete`, `get`, `update` on leases |
 //! | watch the rollout: workloads, their ReplicaSets and pods | release, rollback | `get`, `list`, `watch` |
 //! | watch the EndpointSlices in front of the workloads | release, rollback | `list`, `watch` on endpointslices |
+//! | `service:port/path` checks through the API server's proxy | release, rollback | `get` on `services/proxy`, named `service:port` |
 //!
 //! Namespaced kinds get a Role per namespace; cluster-scoped kinds (CRDs, Namespaces,
 //! ClusterRoles, …) need a ClusterRole, and only when the bundle has them.
@@ -81,11 +82,13 @@ pub struct DeployerAccess {
 }
 
 /// The rules for a bundle whose objects resolve to `resources` (each with its namespace; `None`
-/// for cluster-scoped ones), owned by `ownership`.
+/// for cluster-scoped ones), owned by `ownership`; `proxied` names the `service:port`s the
+/// environment's checks reach through the API server's proxy.
 pub fn deployer_access(
     resources: &[(Resolved, Option<String>)],
     ownership: &Ownership,
     crd_names: &[String],
+    proxied: &[String],
 ) -> DeployerAccess {
     // namespace (None = cluster) → group → resources
     let mut grouped: BTreeMap<Option<String>, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
@@ -130,6 +133,17 @@ pub fn deployer_access(
                         resource_names: Vec::new(),
                         verbs: verbs(list),
                     }));
+                    if !proxied.is_empty() {
+                        let mut names = proxied.to_vec();
+                        names.sort();
+                        names.dedup();
+                        rules.push(Rule {
+                            api_groups: vec![String::new()],
+                            resources: vec!["services/proxy".to_string()],
+                            resource_names: names,
+                            verbs: verbs(&["get"]),
+                        });
+                    }
                 }
                 rules.sort();
                 access.namespaced.insert(namespace.clone(), rules);
@@ -193,10 +207,19 @@ mod tests {
             ],
             &ownership,
             &[],
+            &["web:8080".into()],
         );
         assert!(access.cluster.is_empty());
         let rules = &access.namespaced["demo-staging"];
-        assert_eq!(rules.len(), 2 + RELEASE_RULES.len(), "{rules:#?}");
+        assert_eq!(rules.len(), 3 + RELEASE_RULES.len(), "{rules:#?}");
+        let proxy = rules
+            .iter()
+            .find(|r| r.resources == ["services/proxy"])
+            .unwrap();
+        assert_eq!(
+            (&proxy.resource_names, &proxy.verbs),
+            (&vec!["web:8080".to_string()], &vec!["get".to_string()])
+        );
         let secrets = rules.iter().find(|r| r.resources == ["secrets"]).unwrap();
         assert!(
             PARENT_VERBS
@@ -221,7 +244,12 @@ mod tests {
             "customresourcedefinitions",
             Scope::Cluster,
         );
-        let access = deployer_access(&[(crd, None)], &ownership, &["widgets.example.com".into()]);
+        let access = deployer_access(
+            &[(crd, None)],
+            &ownership,
+            &["widgets.example.com".into()],
+            &[],
+        );
         assert_eq!(access.cluster.len(), 2, "{:#?}", access.cluster);
         assert!(
             access

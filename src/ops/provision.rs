@@ -32,6 +32,7 @@ use crate::cluster::{
 };
 use crate::object::{Object, ObjectError};
 use crate::project::{self, EnvironmentFile};
+use crate::release::CheckTarget;
 use crate::render::object_yaml;
 use crate::ui::{Diagnostic, ExitStatus};
 
@@ -224,7 +225,16 @@ pub async fn provision(
         .filter(|o| o.id.kind == "CustomResourceDefinition")
         .map(|o| o.id.name.clone())
         .collect();
-    let access = deployer_access(&resources, &app_ownership, &crd_names);
+    let proxied: Vec<String> = env
+        .gates
+        .checks
+        .iter()
+        .filter_map(|c| match CheckTarget::parse(&c.url) {
+            Some(CheckTarget::Service { service, port, .. }) => Some(format!("{service}:{port}")),
+            _ => None,
+        })
+        .collect();
+    let access = deployer_access(&resources, &app_ownership, &crd_names, &proxied);
     let subjects = subjects(&file, &env.namespace, &file_name)?;
     let rbac = rbac_objects(&access, &subjects, &env.namespace, &env.app);
 

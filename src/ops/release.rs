@@ -31,9 +31,9 @@ use crate::release::{
     AvailabilityError, AvailabilityWatch, Candidate, CheckError, CheckResult, CheckSpec,
     DEFAULT_LEASE_DURATION, LockError, LockGuard, LockOptions, RecordError, RecordStore,
     RecordSummary, ReleaseRecord, ReleaseStatus, RolloutError, RolloutOutcome, RolloutReporter,
-    RolloutWatch, ServiceAvailability, ServiceFloor, Timings, WaitOptions, Workload, WorkloadKind,
-    WorkloadOutcome, acquire, availability_floor, current_user, default_holder, http_client,
-    next_revision_after, run_checks, wait_for_rollout,
+    RolloutWatch, ServiceAvailability, ServiceFloor, ServiceProxy, Timings, WaitOptions, Workload,
+    WorkloadKind, WorkloadOutcome, acquire, availability_floor, current_user, default_holder,
+    http_client, next_revision_after, run_checks, wait_for_rollout,
 };
 use crate::ui::{Diagnostic, ExitStatus};
 
@@ -320,6 +320,8 @@ struct Attempt {
 /// The release context shared by the phases.
 struct Ctx<'a> {
     client: Client,
+    /// The client without kube's retries of 503 answers, for service proxy checks.
+    proxy_client: Client,
     namespace: String,
     ownership: Ownership,
     timeout: Duration,
@@ -443,6 +445,7 @@ pub async fn release(
 
     let ctx = Ctx {
         client: client.clone(),
+        proxy_client: cluster.proxy_client.clone(),
         namespace: env.namespace.clone(),
         ownership: Ownership::application(&env.app, &env.name, &env.namespace),
         timeout,
@@ -752,7 +755,15 @@ async fn phases(
 
     let t = Instant::now();
     let results = or_interrupt(
-        run_checks(http, specs, ctx.reporter.as_ref()),
+        run_checks(
+            http,
+            Some(&ServiceProxy {
+                client: ctx.proxy_client.clone(),
+                namespace: ctx.namespace.clone(),
+            }),
+            specs,
+            ctx.reporter.as_ref(),
+        ),
         &ctx.interrupt,
     )
     .await

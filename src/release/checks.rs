@@ -2,10 +2,13 @@
 //! optional body substring, a number of attempts with exponential backoff, and a timeout per
 //! attempt. Every check yields a [`CheckResult`]; a failing check is a result, not an error.
 //!
-//! The checks share one reqwest client (rustls on aws-lc-rs, the same crypto provider as the
-//! kube client, so the process never has two; kube-rs.md §3). Reaching a Service through the
-//! API server's proxy (`service:port/path` URLs) is not done here.
+//! A check's `url` is either an `http://` / `https://` URL, requested with one shared reqwest
+//! client (rustls on aws-lc-rs, the same crypto provider as the kube client, so the process
+//! never has two; kube-rs.md §3), or `service:port/path`: a Service port in the environment's
+//! namespace, reached through the API server's service proxy with the cluster client, for
+//! when no URL of the app is reachable from where Ferry runs.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use futures::future;
@@ -29,8 +32,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct CheckSpec {
     /// A short name for reports.
     pub name: String,
-    /// An `http://` or `https://` URL.
-    pub url: reqwest::Url,
+    /// Where the request goes.
+    pub target: CheckTarget,
     /// The status code that passes.
     pub expect_status: u16,
     /// A substring the body must contain.
@@ -48,7 +51,7 @@ impl CheckSpec {
     ///
     /// # Errors
     /// [`CheckError::Timeout`] for an unparsable timeout, [`CheckError::Url`] for a URL that is
-    /// not `http(s)://…`.
+    /// neither `http(s)://…` nor `service:port/path`.
     pub fn from_config(check: &HttpCheck) -> Result<Self, CheckError> {
         let timeout =
             humantime::parse_duration(&check.timeout).map_err(|source| CheckError::Timeout {
@@ -56,16 +59,13 @@ impl CheckSpec {
                 value: check.timeout.clone(),
                 source,
             })?;
-        let url = reqwest::Url::parse(&check.url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| CheckError::Url {
-                check: check.name.clone(),
-                url: check.url.clone(),
-            })?;
+        let target = CheckTarget::parse(&check.url).ok_or_else(|| CheckError::Url {
+            check: check.name.clone(),
+            url: check.url.clone(),
+        })?;
         Ok(CheckSpec {
             name: check.name.clone(),
-            url,
+            target,
             expect_status: check.expect_status,
             body_contains: check.body_contains.clone(),
             attempts: check.retries.max(1),
@@ -73,6 +73,78 @@ impl CheckSpec {
             backoff: FIRST_BACKOFF,
         })
     }
+}
+
+/// Where a check sends its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckTarget {
+    /// An `http://` or `https://` URL, requested directly.
+    Url(reqwest::Url),
+    /// A port of a Service in the environment's namespace, reached through the API server:
+    /// `GET /api/v1/namespaces/{namespace}/services/{service}:{port}/proxy{path}`.
+    Service {
+        /// The Service's name.
+        service: String,
+        /// The port's number or name.
+        port: String,
+        /// The path (and query), starting with `/`.
+        path: String,
+    },
+}
+
+impl CheckTarget {
+    /// An `http(s)://` URL, or `service:port[/path]` with a DNS label for the Service and a
+    /// number or name for the port; `None` for anything else.
+    pub fn parse(text: &str) -> Option<CheckTarget> {
+        if let Ok(url) = reqwest::Url::parse(text)
+            && matches!(url.scheme(), "http" | "https")
+        {
+            return Some(CheckTarget::Url(url));
+        }
+        let (authority, path) = match text.find('/') {
+            Some(i) => (&text[..i], &text[i..]),
+            None => (text, "/"),
+        };
+        let (service, port) = authority.split_once(':')?;
+        let label = |s: &str, max: usize| {
+            !s.is_empty()
+                && s.len() <= max
+                && s.starts_with(|c: char| c.is_ascii_lowercase())
+                && !s.ends_with('-')
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0) || label(port, 15);
+        let path_ok = path.chars().all(|c| c.is_ascii_graphic());
+        (label(service, 63) && port_ok && path_ok).then(|| CheckTarget::Service {
+            service: service.to_string(),
+            port: port.to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for CheckTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckTarget::Url(url) => write!(f, "{url}"),
+            CheckTarget::Service {
+                service,
+                port,
+                path,
+            } => write!(f, "{service}:{port}{path} (through the API server)"),
+        }
+    }
+}
+
+/// The cluster a `service:port/path` check is proxied through: the client and the
+/// environment's namespace.
+#[derive(Clone)]
+pub struct ServiceProxy {
+    /// The cluster client.
+    pub client: kube::Client,
+    /// The namespace of the Services.
+    pub namespace: String,
 }
 
 /// The outcome of one check.
@@ -111,8 +183,8 @@ pub enum CheckError {
         #[source]
         source: humantime::DurationError,
     },
-    /// The URL is not an `http://` or `https://` URL.
-    #[error("check {check}: `{url}` is not an http or https URL")]
+    /// The URL is neither an `http://` or `https://` URL nor `service:port/path`.
+    #[error("check {check}: `{url}` is neither an http or https URL nor service:port/path")]
     Url {
         /// The check's name.
         check: String,
@@ -139,7 +211,9 @@ impl Diagnostic for CheckError {
     fn hints(&self) -> Vec<String> {
         match self {
             CheckError::Url { .. } => {
-                vec!["checks need a full URL such as `https://shop.example.com/healthz`".into()]
+                vec![
+                    "checks need a full URL such as `https://shop.example.com/healthz`, or `web:8080/healthz` for port 8080 of Service `web` through the API server".into(),
+                ]
             }
             _ => Vec::new(),
         }
@@ -159,19 +233,22 @@ pub fn http_client() -> Result<reqwest::Client, CheckError> {
         .map_err(|source| CheckError::Client { source })
 }
 
-/// Runs every check concurrently; results come back in the order of `checks`.
+/// Runs every check concurrently; results come back in the order of `checks`. `proxy` is the
+/// cluster `service:port/path` checks go through (they fail without one).
 pub async fn run_checks(
     client: &reqwest::Client,
+    proxy: Option<&ServiceProxy>,
     checks: &[CheckSpec],
     reporter: &dyn RolloutReporter,
 ) -> Vec<CheckResult> {
-    future::join_all(checks.iter().map(|c| run_check(client, c, reporter))).await
+    future::join_all(checks.iter().map(|c| run_check(client, proxy, c, reporter))).await
 }
 
 /// Runs one check: up to `attempts` requests, each within `timeout`, pausing with exponential
 /// backoff between them, until one passes.
 pub async fn run_check(
     client: &reqwest::Client,
+    proxy: Option<&ServiceProxy>,
     check: &CheckSpec,
     reporter: &dyn RolloutReporter,
 ) -> CheckResult {
@@ -180,11 +257,21 @@ pub async fn run_check(
     let mut pause = check.backoff;
     let mut last = (None, String::new());
     for attempt in 1..=attempts {
-        match tokio::time::timeout(check.timeout, attempt_once(client, check)).await {
+        let attempt_once = async {
+            match &check.target {
+                CheckTarget::Url(url) => attempt_url(client, url, check).await,
+                CheckTarget::Service {
+                    service,
+                    port,
+                    path,
+                } => attempt_proxy(proxy, service, port, path, check).await,
+            }
+        };
+        match tokio::time::timeout(check.timeout, attempt_once).await {
             Ok(Ok(status)) => {
                 let result = CheckResult {
                     name: check.name.clone(),
-                    url: check.url.to_string(),
+                    url: check.target.to_string(),
                     passed: true,
                     attempts: attempt,
                     status: Some(status),
@@ -213,7 +300,7 @@ pub async fn run_check(
     }
     let result = CheckResult {
         name: check.name.clone(),
-        url: check.url.to_string(),
+        url: check.target.to_string(),
         passed: false,
         attempts,
         status: last.0,
@@ -224,26 +311,22 @@ pub async fn run_check(
     result
 }
 
-/// One request: `Ok(status)` when it passes, else the status (if any) and why it failed.
-async fn attempt_once(
+/// One request to a URL: `Ok(status)` when it passes, else the status (if any) and why it
+/// failed.
+async fn attempt_url(
     client: &reqwest::Client,
+    url: &reqwest::Url,
     check: &CheckSpec,
 ) -> Result<u16, (Option<u16>, String)> {
     let mut response = client
-        .get(check.url.clone())
+        .get(url.clone())
         .send()
         .await
         .map_err(|e| (None, describe_error(&e)))?;
     let status = response.status().as_u16();
-    if status != check.expect_status {
-        return Err((
-            Some(status),
-            format!("status {status}, expected {}", check.expect_status),
-        ));
+    if status != check.expect_status || check.body_contains.is_none() {
+        return verdict(check, status, &[]);
     }
-    let Some(needle) = &check.body_contains else {
-        return Ok(status);
-    };
     let mut body = Vec::new();
     while body.len() < MAX_BODY {
         match response.chunk().await {
@@ -252,15 +335,70 @@ async fn attempt_once(
             Err(e) => return Err((Some(status), describe_error(&e))),
         }
     }
-    body.truncate(MAX_BODY);
-    if String::from_utf8_lossy(&body).contains(needle.as_str()) {
-        Ok(status)
-    } else {
-        Err((
+    verdict(check, status, &body)
+}
+
+/// One request through the API server's service proxy.
+async fn attempt_proxy(
+    proxy: Option<&ServiceProxy>,
+    service: &str,
+    port: &str,
+    path: &str,
+    check: &CheckSpec,
+) -> Result<u16, (Option<u16>, String)> {
+    let Some(proxy) = proxy else {
+        return Err((None, "no cluster to reach the Service through".to_string()));
+    };
+    let uri = format!(
+        "/api/v1/namespaces/{}/services/{service}:{port}/proxy{path}",
+        proxy.namespace
+    );
+    let request = http::Request::get(uri)
+        .body(kube::client::Body::from(Vec::new()))
+        .map_err(|e| (None, format!("invalid proxy request: {e}")))?;
+    let response = proxy
+        .client
+        .send(request)
+        .await
+        .map_err(|e| (None, e.to_string()))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect_bytes()
+        .await
+        .map_err(|e| (Some(status), e.to_string()))?;
+    verdict(check, status, &body)
+}
+
+/// Whether a response passes: the expected status and, when asked, the body substring
+/// (searched in the first [`MAX_BODY`] bytes). A failing answer that is a Kubernetes `Status`
+/// (the API server's proxy speaking) adds its message.
+fn verdict(check: &CheckSpec, status: u16, body: &[u8]) -> Result<u16, (Option<u16>, String)> {
+    let body = &body[..body.len().min(MAX_BODY)];
+    if status != check.expect_status {
+        let mut why = format!("status {status}, expected {}", check.expect_status);
+        if let Some(message) = status_message(body) {
+            why.push_str(": ");
+            why.push_str(&message);
+        }
+        return Err((Some(status), why));
+    }
+    match &check.body_contains {
+        Some(needle) if !String::from_utf8_lossy(body).contains(needle.as_str()) => Err((
             Some(status),
             format!("the body does not contain `{needle}`"),
-        ))
+        )),
+        _ => Ok(status),
     }
+}
+
+/// The message of a Kubernetes `Status` body.
+fn status_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if value.get("kind")?.as_str()? != "Status" {
+        return None;
+    }
+    value.get("message")?.as_str().map(str::to_string)
 }
 
 /// A reqwest error with its causes, on one line.
@@ -295,12 +433,58 @@ mod tests {
         let spec = CheckSpec::from_config(&config("http://127.0.0.1:1/healthz", "2s")).unwrap();
         assert_eq!((spec.attempts, spec.timeout), (1, Duration::from_secs(2)));
         assert!(matches!(
-            CheckSpec::from_config(&config("web:8080/healthz", "2s")),
+            CheckSpec::from_config(&config("ftp://example.com/", "2s")),
             Err(CheckError::Url { .. })
         ));
         assert!(matches!(
             CheckSpec::from_config(&config("http://127.0.0.1/", "soon")),
             Err(CheckError::Timeout { .. })
         ));
+    }
+
+    #[test]
+    fn service_targets_name_a_service_and_a_port() {
+        let service = |s: &str, p: &str, path: &str| {
+            Some(CheckTarget::Service {
+                service: s.into(),
+                port: p.into(),
+                path: path.into(),
+            })
+        };
+        assert_eq!(
+            CheckTarget::parse("web:8080/healthz?full=1"),
+            service("web", "8080", "/healthz?full=1")
+        );
+        assert_eq!(CheckTarget::parse("web:http"), service("web", "http", "/"));
+        for bad in [
+            "web/healthz",
+            "Web:8080/",
+            "web:0/",
+            "web:70000/",
+            "-web:80/",
+            "web:80/a b",
+            ":80/",
+            "web:/",
+        ] {
+            assert_eq!(CheckTarget::parse(bad), None, "{bad}");
+        }
+        assert!(matches!(
+            CheckTarget::parse("https://shop.example.com/healthz"),
+            Some(CheckTarget::Url(_))
+        ));
+    }
+
+    #[test]
+    fn a_status_answer_explains_the_failure() {
+        let check = CheckSpec::from_config(&config("web:8080/healthz", "2s")).unwrap();
+        let body = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"no endpoints available for service \"web\"","code":503}"#;
+        assert_eq!(
+            verdict(&check, 503, body),
+            Err((
+                Some(503),
+                "status 503, expected 200: no endpoints available for service \"web\"".into()
+            ))
+        );
+        assert_eq!(verdict(&check, 200, b"ok"), Ok(200));
     }
 }

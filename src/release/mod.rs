@@ -61,7 +61,10 @@ pub use availability::{
     AvailabilityError, AvailabilityWatch, ServiceAvailability, ServiceFloor, availability_floor,
     ready_endpoints,
 };
-pub use checks::{CheckError, CheckResult, CheckSpec, http_client, run_check, run_checks};
+pub use checks::{
+    CheckError, CheckResult, CheckSpec, CheckTarget, ServiceProxy, http_client, run_check,
+    run_checks,
+};
 pub use lock::{
     DEFAULT_LEASE_DURATION, LeaseState, LockError, LockGuard, LockOptions, TakenOver, acquire,
     default_holder, lease_name, lease_state,

@@ -13,7 +13,7 @@ use ferry::project::HttpCheck;
 use ferry::release::{
     AvailabilityWatch, Candidate, CheckSpec, LockError, LockOptions, NoopRolloutReporter, Progress,
     RecordStore, ReleaseRecord, ReleaseStatus, RolloutError, RolloutReporter, RolloutWatch,
-    ServiceFloor, Timings, WaitOptions, Workload, WorkloadKind, acquire, lease_name,
+    ServiceFloor, ServiceProxy, Timings, WaitOptions, Workload, WorkloadKind, acquire, lease_name,
     ready_endpoints, run_checks, wait_for_rollout,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -824,7 +824,7 @@ async fn http_checks_pass_and_fail_as_expected() {
         .no_proxy()
         .build()
         .expect("client");
-    let results = run_checks(&client, &checks, &NoopRolloutReporter).await;
+    let results = run_checks(&client, None, &checks, &NoopRolloutReporter).await;
     let summary: Vec<(&str, bool, u32, Option<u16>)> = results
         .iter()
         .map(|r| (r.name.as_str(), r.passed, r.attempts, r.status))
@@ -960,5 +960,88 @@ async fn a_workload_deleted_during_the_wait_fails_it() {
     assert!(
         matches!(&err, RolloutError::Deleted { workload } if *workload == w),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_service_check_goes_through_the_api_server_proxy() {
+    let ns = TestNamespace::new("rel-proxy").await;
+    // A Service that selects no pod: once the endpoints controller has written its (empty)
+    // endpoints, the proxy finds the Service and answers 503.
+    let services: Api<Service> = ns.api();
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": { "name": "web" },
+                "spec": { "selector": { "app": "nothing" },
+                          "ports": [{ "name": "http", "port": 8080 }] }
+            }))
+            .expect("a valid Service"),
+        )
+        .await
+        .expect("create service");
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> = ns.api();
+    tokio::time::timeout(
+        WAIT,
+        kube::runtime::wait::await_condition(endpoints, "web", |e: Option<&_>| e.is_some()),
+    )
+    .await
+    .expect("the endpoints controller writes the Service's endpoints")
+    .expect("watch endpoints");
+    let check = |name: &str, url: &str| {
+        let mut spec = CheckSpec::from_config(&HttpCheck {
+            name: name.into(),
+            url: url.into(),
+            expect_status: 200,
+            body_contains: None,
+            retries: 2,
+            timeout: "5s".into(),
+        })
+        .expect("valid check");
+        spec.backoff = Duration::from_millis(20);
+        spec
+    };
+    let checks = [
+        check("no-endpoints", "web:8080/healthz"),
+        check("no-service", "absent:8080/healthz"),
+    ];
+    // The client ferry makes: the default kube client would retry the 503 for a minute.
+    let cluster = ferry::cluster::connect(&ferry::cluster::ConnectOptions {
+        kubeconfig: Some(crate::support::cluster().kubeconfig()),
+        context: "ferry-local".to_string(),
+    })
+    .await
+    .expect("connect as ferry does");
+    let proxy = ServiceProxy {
+        client: cluster.proxy_client.clone(),
+        namespace: ns.name().to_string(),
+    };
+    let client = reqwest::Client::new();
+    let results = run_checks(&client, Some(&proxy), &checks, &NoopRolloutReporter).await;
+    let summary: Vec<(&str, bool, u32, Option<u16>)> = results
+        .iter()
+        .map(|r| (r.name.as_str(), r.passed, r.attempts, r.status))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("no-endpoints", false, 2, Some(503)),
+            ("no-service", false, 2, Some(404)),
+        ]
+    );
+    let why = results[0].failure.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("no endpoints available for service") && why.contains("web"),
+        "{why}"
+    );
+    let why = results[1].failure.as_deref().unwrap_or_default();
+    assert!(why.contains("\"absent\" not found"), "{why}");
+    // Without a cluster to go through, a Service check fails and says why.
+    let alone = run_checks(&client, None, &checks[..1], &NoopRolloutReporter).await;
+    assert_eq!(
+        alone[0].failure.as_deref(),
+        Some("no cluster to reach the Service through")
     );
 }
