@@ -486,7 +486,7 @@ pub async fn release(
         cluster::prepare(&client, &request),
         arm_availability(&ctx, &env.name, &objects),
     );
-    let recovered = match created {
+    let (recovered, history) = match created {
         Ok(r) => r,
         Err(e) => {
             let _ = guard.release().await;
@@ -573,12 +573,26 @@ pub async fn release(
     }
     record.timings.finish();
     store.update(&record).await?;
+    tracing::debug!(status = record.status.as_str(), "record written");
     if record.status == ReleaseStatus::Succeeded {
+        // The history read under the lock, and this record: nobody else wrote one since.
+        let mut history = history;
+        history.push(RecordSummary {
+            revision: record.revision,
+            status: record.status,
+            started_at: None,
+            released_by: None,
+            candidate: None,
+        });
         store
-            .prune(usize::try_from(env.release.history_limit).unwrap_or(usize::MAX))
+            .prune_in(
+                &history,
+                usize::try_from(env.release.history_limit).unwrap_or(usize::MAX),
+            )
             .await?;
     }
     guard.release().await?;
+    tracing::debug!("lock released");
     Ok(ReleaseOutcome {
         app: env.app.clone(),
         environment: env.name.clone(),
@@ -634,7 +648,7 @@ async fn create_pending(
     environment: &str,
     mut history: Vec<RecordSummary>,
     record: &mut ReleaseRecord,
-) -> Result<Option<Recovery>, Error> {
+) -> Result<(Option<Recovery>, Vec<RecordSummary>), Error> {
     let mut recovered = None;
     let mut attempts = 0;
     loop {
@@ -644,7 +658,7 @@ async fn create_pending(
         }
         record.revision = next_revision_after(&history);
         match store.create(record).await {
-            Ok(()) => return Ok(recovered),
+            Ok(()) => return Ok((recovered, history)),
             Err(RecordError::RevisionTaken { .. }) if attempts < 3 => {
                 history = store.history().await?;
             }
@@ -737,6 +751,7 @@ async fn phases(
         r = rollout_watch.wait(&workloads, ctx.timeout, WaitOptions::default(), ctx.reporter.as_ref()) => r,
     };
     timings.phase("rollout", t.elapsed());
+    tracing::debug!(elapsed = ?t.elapsed(), "rollout complete");
     match rollout {
         Ok(outcome) => attempt.workloads = outcome.workloads,
         Err(e) => {
@@ -745,6 +760,7 @@ async fn phases(
         }
     }
     attempt.availability = watch.finish().await.map_err(|e| Stop::Failed(chain(&e)))?;
+    tracing::debug!("availability watch finished");
     if let Some(b) = attempt.availability.iter().find(|a| !a.held) {
         return Err(Stop::Failed(format!(
             "service {} fell to {} ready endpoints, below its floor of {}",

@@ -532,21 +532,19 @@ impl RecordStore {
                 .await
                 .map_err(self.api_err("apply"))?;
         }
-        let surplus = self
-            .secrets
-            .list(
-                &ListParams::default()
-                    .labels(&self.selector(&format!("{LABEL_REVISION}={}", record.revision))),
-            )
-            .await
-            .map_err(self.api_err("list"))?;
-        for s in surplus.items {
-            let index = chunk_index(&s);
-            if index.is_some_and(|i| i >= enc.chunks.len())
-                && let Some(name) = &s.metadata.name
-            {
-                self.delete(name).await?;
+        // Chunks the record no longer needs: they are numbered without gaps, so probe upwards
+        // by name (reads by name come from etcd at once; a list may wait for the watch cache).
+        for chunk in enc.chunks.len().. {
+            let name = self.secret_name(record.revision, chunk);
+            let found = self
+                .secrets
+                .get_opt(&name)
+                .await
+                .map_err(self.api_err("get"))?;
+            if found.is_none() {
+                break;
             }
+            self.delete(&name).await?;
         }
         Ok(())
     }
@@ -664,6 +662,20 @@ impl RecordStore {
     /// [`RecordError::Api`] when a list or delete fails.
     pub async fn prune(&self, keep: usize) -> Result<Vec<u32>, RecordError> {
         let history = self.history().await?;
+        self.prune_in(&history, keep).await
+    }
+
+    /// [`RecordStore::prune`] over `history` (sorted by revision, as [`RecordStore::history`]
+    /// gives it) instead of a fresh read: for a caller that holds the lock and knows the
+    /// history already. Deletes by name only.
+    ///
+    /// # Errors
+    /// [`RecordError::Api`] when a delete fails.
+    pub async fn prune_in(
+        &self,
+        history: &[RecordSummary],
+        keep: usize,
+    ) -> Result<Vec<u32>, RecordError> {
         let keep = keep.max(1);
         let last_good = history
             .iter()
@@ -676,35 +688,33 @@ impl RecordStore {
             .map(|s| s.revision)
             .filter(|r| Some(*r) != last_good)
             .collect();
-        for revision in &doomed {
-            let secrets = self
-                .secrets
-                .list(
-                    &ListParams::default()
-                        .labels(&self.selector(&format!("{LABEL_REVISION}={revision}"))),
-                )
-                .await
-                .map_err(self.api_err("list"))?;
+        for &revision in &doomed {
             // The head first: a record without its head is invisible rather than half-read.
-            let mut names: Vec<(usize, String)> = secrets
-                .items
-                .iter()
-                .filter_map(|s| Some((chunk_index(s)?, s.metadata.name.clone()?)))
-                .collect();
-            names.sort();
-            for (_, name) in names {
-                self.delete(&name).await?;
+            // Then the chunks, numbered without gaps, until the first that is not there.
+            self.delete(&self.secret_name(revision, 0)).await?;
+            for chunk in 1.. {
+                if !self
+                    .delete_found(&self.secret_name(revision, chunk))
+                    .await?
+                {
+                    break;
+                }
             }
         }
         Ok(doomed)
     }
 
-    async fn delete(&self, name: &str) -> Result<(), RecordError> {
+    /// Deletes a Secret by name; `false` when it was not there.
+    async fn delete_found(&self, name: &str) -> Result<bool, RecordError> {
         match self.secrets.delete(name, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(false),
             Err(e) => Err(self.api_err("delete")(e)),
         }
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), RecordError> {
+        self.delete_found(name).await.map(drop)
     }
 }
 
