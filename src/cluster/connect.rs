@@ -262,6 +262,9 @@ fn http2_client(config: &Config, retry: bool) -> Result<Client, kube::Error> {
     let tls = config.rustls_client_config()?;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
+    // Requests with a body go out as several writes (HTTP/2 HEADERS then DATA): without
+    // TCP_NODELAY, Nagle holds the second until the server acks the first (delayed ACK, ~40 ms).
+    http.set_nodelay(true);
     http.set_connect_timeout(config.connect_timeout);
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)

@@ -590,6 +590,7 @@ pub async fn release(
                 usize::try_from(env.release.history_limit).unwrap_or(usize::MAX),
             )
             .await?;
+        tracing::debug!("old records pruned");
     }
     guard.release().await?;
     tracing::debug!("lock released");
