@@ -6,45 +6,52 @@
 //! [`RolloutReporter`]).
 //!
 //! - [`rollout`]: pure completion decisions ([`deployment_state`], [`statefulset_state`],
-//!   [`daemonset_state`], [`pod_failure`]) and [`wait_for_rollout`], the watch that applies
-//!   them, pinned to the generations the apply returned.
+//!   [`daemonset_state`], [`pod_failure`]) and [`RolloutWatch`], the namespace-wide watch that
+//!   applies them, pinned to the generations the apply returned ([`wait_for_rollout`] starts
+//!   one and waits).
 //! - [`availability`]: [`AvailabilityWatch`], the minimum number of ready endpoints of each
 //!   Service during the rollout, against its floor ([`availability_floor`]).
 //! - [`record`]: [`ReleaseRecord`] and [`RecordStore`]: one compressed, chunked Secret set per
 //!   revision; history, last succeeded revision, pruning.
 //! - [`lock`]: [`acquire`] the per-environment Lease; [`LockGuard`] renews it and releases it.
-//! - [`checks`]: [`run_checks`] over [`CheckSpec`]s, with retries, backoff and timeouts.
+//! - [`checks`]: [`run_checks`] over [`CheckSpec`]s, with retries, backoff and timeouts, to a
+//!   URL or through the API server's service proxy ([`ServiceProxy`]).
 //! - [`reporter`]: the [`RolloutReporter`] trait and [`NoopRolloutReporter`].
 //!
 //! # Composing `ferry release`
 //!
 //! ```text
+//! let store = RecordStore::new(client.clone(), &ns, &app, &env);
+//! let history = store.history().await?;               // lint against last_succeeded_in(&history)
+//! let rollout = RolloutWatch::start(&client, namespaces, &kinds);   // warm before the apply
 //! let guard = lock::acquire(&client, &LockOptions { namespace, app, env,
 //!     holder: lock::default_holder(), duration: DEFAULT_LEASE_DURATION, wait })?;
-//! if let Some(prev) = guard.took_over() { /* crash recovery: look at the newest record;
-//!     if it is `pending`, finish it (rollout wait) or roll back to store.last_succeeded() */ }
-//! let store = RecordStore::new(client.clone(), &ns, &app, &env);
-//! let mut record = ReleaseRecord { revision: store.next_revision().await?,
+//! // `history` stands if guard.uncontended() and its newest record is settled; else re-read.
+//! // Newest record `pending` (a crash; guard.took_over() names the former holder): restore
+//! // store.last_succeeded_in(&history) and mark it rolled back.
+//! let mut record = ReleaseRecord { revision: next_revision_after(&history),
 //!     status: ReleaseStatus::Pending, candidate: Candidate::new(images, bundle.templates_digest),
 //!     objects, timings: Timings::starting_now(), released_by: record::current_user(), .. };
-//! store.create(&record).await?;                       // before the apply
+//! store.create(&record).await?;                       // before the apply; RevisionTaken → re-read
+//! let prepared = cluster::prepare(&client, &request); // concurrently with the create and:
 //! let floors = /* Services selecting a released workload: availability_floor(replicas,
 //!     maxUnavailable); only Services whose workload already runs (a first install has
 //!     nothing to keep available) */;
 //! let mut endpoints = AvailabilityWatch::start(&client, &ns, &floors, reporter.clone()).await?;
-//! let applied = cluster::apply(...);                  // keep metadata.generation per workload
+//! let applied = prepared.run(reporter).await?;        // keep metadata.generation per workload
 //! let workloads: Vec<Workload> = /* kind via WorkloadKind::from_kind, generation from apply */;
-//! let rollout = tokio::select! {                      // a floor breach fails at once
-//!     r = wait_for_rollout(&client, &workloads, timeout, WaitOptions::default(), &*reporter) => r,
+//! let outcome = tokio::select! {                      // a floor breach fails at once
+//!     r = rollout.wait(&workloads, timeout, WaitOptions::default(), &*reporter) => r,
 //!     b = endpoints.breached() => /* fail: b.service fell to b.min_ready of b.floor */,
 //! };
 //! record.availability = endpoints.finish().await?;
 //! guard.check()?;                                     // stop if the lock was lost
 //! let specs = env.gates.checks.iter().map(CheckSpec::from_config).collect::<Result<_, _>>()?;
-//! record.checks = run_checks(&checks::http_client()?, &specs, &*reporter).await;
+//! record.checks = run_checks(&checks::http_client()?, Some(&proxy), &specs, &*reporter).await;
 //! // success → status Succeeded; any failure → re-apply store.last_succeeded() objects,
 //! // wait_for_rollout again, status RolledBack + rolled_back_to; then:
-//! record.timings.finish(); store.update(&record).await?; store.prune(history_limit).await?;
+//! record.timings.finish(); store.update(&record).await?;
+//! store.prune_in(&history_with_this_record, history_limit).await?;
 //! guard.release().await?;
 //! ```
 //!
