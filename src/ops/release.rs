@@ -1067,26 +1067,24 @@ async fn floors(
             }
         }
     }
-    // The live ready replicas of each workload concerned, read concurrently.
-    let mut workloads: Vec<&Object> = pairs.iter().map(|(_, w, _)| *w).collect();
-    workloads.sort_by(|a, b| (&a.id.kind, &a.id.name).cmp(&(&b.id.kind, &b.id.name)));
-    workloads.dedup_by(|a, b| (&a.id.kind, &a.id.name) == (&b.id.kind, &b.id.name));
+    // The live ready replicas of each workload concerned (once each), read concurrently.
+    let workloads: BTreeMap<(&str, &str), &Object> = pairs
+        .iter()
+        .map(|(_, w, _)| ((w.id.kind.as_str(), w.id.name.as_str()), *w))
+        .collect();
     let ready: Vec<Option<i32>> = futures::future::try_join_all(
         workloads
-            .iter()
+            .values()
             .map(|w| live_ready(client, namespace, &w.id.kind, &w.id.name)),
     )
     .await?;
-    let ready_of = |w: &Object| {
-        workloads
-            .iter()
-            .position(|x| (&x.id.kind, &x.id.name) == (&w.id.kind, &w.id.name))
-            .and_then(|i| ready[i])
-    };
+    let ready: BTreeMap<(&str, &str), Option<i32>> = workloads.into_keys().zip(ready).collect();
     let mut floors: BTreeMap<String, u32> = BTreeMap::new();
     for (service, w, floor) in pairs {
         // A workload not live yet has nothing to keep available.
-        let Some(ready) = ready_of(w) else { continue };
+        let Some(ready) = ready[&(w.id.kind.as_str(), w.id.name.as_str())] else {
+            continue;
+        };
         let floor = floor.min(u32::try_from(ready).unwrap_or(0));
         if floor > 0 {
             *floors.entry(service.to_string()).or_insert(0) += floor;

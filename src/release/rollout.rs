@@ -818,17 +818,15 @@ impl RolloutWatch {
         let mut done: BTreeMap<Workload, WorkloadOutcome> = BTreeMap::new();
         loop {
             changed.borrow_and_update();
-            if let Some((what, source)) = self.take_failure() {
-                let workload = pending
-                    .first()
-                    .map_or_else(|| workloads.first().cloned(), |t| Some(t.workload.clone()));
-                if let Some(workload) = workload {
-                    return Err(RolloutError::Watch {
-                        workload,
-                        what,
-                        source: Box::new(source),
-                    });
-                }
+            // A namespace-wide watch that gave up is charged to the first workload waited for.
+            if let Some(first) = pending.first()
+                && let Some((what, source)) = self.take_failure()
+            {
+                return Err(RolloutError::Watch {
+                    workload: first.workload.clone(),
+                    what,
+                    source: Box::new(source),
+                });
             }
             let mut recheck = false;
             let mut still = Vec::with_capacity(pending.len());
