@@ -259,6 +259,14 @@ const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(15);
 fn http2_client(config: &Config, retry: bool) -> Result<Client, kube::Error> {
     use kube::client::ConfigExt;
 
+    // kube's own client refuses a kubeconfig `proxy-url` without its proxy features; so does
+    // this one, rather than silently connecting around the proxy.
+    if let Some(proxy_url) = &config.proxy_url {
+        return Err(kube::Error::ProxyProtocolDisabled {
+            proxy_url: Box::new(proxy_url.clone()),
+            protocol_feature: "kube/http-proxy",
+        });
+    }
     let tls = config.rustls_client_config()?;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
@@ -383,5 +391,25 @@ fn classify(error: &kube::Error, server: String, context: String) -> ConnectErro
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_kubeconfig_proxy_is_refused_not_bypassed() {
+        let mut config = Config::new("https://127.0.0.1:6443".parse().expect("uri"));
+        config.proxy_url = Some("http://proxy.example:3128".parse().expect("uri"));
+        let Err(err) = http2_client(&config, true) else {
+            panic!("a proxy-url is not supported");
+        };
+        assert!(
+            matches!(err, kube::Error::ProxyProtocolDisabled { .. }),
+            "{err}"
+        );
+        config.proxy_url = None;
+        assert!(http2_client(&config, true).is_ok());
     }
 }
