@@ -2,27 +2,21 @@
 //! document.
 
 use super::apply::runtime;
-use super::{CommandResult, GlobalArgs};
-use crate::ops::{self, ClusterOptions, HistoryOptions, ProjectOptions};
+use super::{CommandResult, GlobalArgs, RecordTargetArgs};
+use crate::ops::{self, ClusterOptions, HistoryOptions};
 use crate::ui::{ExitStatus, OutputFormat, Printer};
 
 /// Arguments of `ferry history`.
 #[derive(Debug, clap::Args)]
 pub struct HistoryArgs {
-    /// The environment (a file environments/<ENV>.yaml).
-    #[arg(value_name = "ENV")]
-    environment: String,
+    #[command(flatten)]
+    target: RecordTargetArgs,
 }
 
 /// Lists the records.
 pub fn run(args: &HistoryArgs, global: &GlobalArgs, printer: &Printer) -> CommandResult {
     let opts = HistoryOptions {
-        project: ProjectOptions {
-            project: global.project.clone(),
-            cwd: std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from(".")),
-            environment: args.environment.clone(),
-            sets: Vec::new(),
-        },
+        target: args.target.target_options(global)?,
         cluster: ClusterOptions {
             kubeconfig: global.kubeconfig.clone(),
             context: global.context.clone(),

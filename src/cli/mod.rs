@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::ops::ProjectOptions;
+use crate::ops::{ProjectOptions, TargetOptions};
 use crate::ui::{self, Diagnostic, ExitStatus, OutputFormat, Printer};
 
 /// Ferry: render, harden, release and recover Kubernetes applications.
@@ -98,6 +98,43 @@ impl EnvironmentArgs {
             environment: self.environment.clone(),
             sets: self.sets.clone(),
         }
+    }
+}
+
+/// Flags naming an environment for the commands that act from its release records alone
+/// (`rollback`, `history`): no `--set`, since nothing is rendered.
+#[derive(Debug, clap::Args)]
+pub struct RecordTargetArgs {
+    /// The environment (a file environments/<ENV>.yaml, or any name with --app).
+    #[arg(value_name = "ENV")]
+    environment: String,
+    /// Act without a project: the application's name (needs --namespace and --context).
+    #[arg(long, value_name = "NAME", requires = "namespace")]
+    app: Option<String>,
+    /// Act without a project: the environment's namespace (needs --app).
+    #[arg(long, value_name = "NAMESPACE", requires = "app")]
+    namespace: Option<String>,
+}
+
+impl RecordTargetArgs {
+    fn target_options(&self, global: &GlobalArgs) -> Result<TargetOptions, Box<dyn Diagnostic>> {
+        let Some(app) = &self.app else {
+            return Ok(TargetOptions::Project {
+                project: global.project.clone(),
+                cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+                environment: self.environment.clone(),
+            });
+        };
+        let context = global
+            .context
+            .clone()
+            .ok_or_else(|| boxed(crate::ops::target::Error::NeedsContext))?;
+        Ok(TargetOptions::Explicit {
+            app: app.clone(),
+            environment: self.environment.clone(),
+            namespace: self.namespace.clone().unwrap_or_default(),
+            context,
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use futures::FutureExt;
 use serde::Serialize;
 
 use super::apply::{Finished, print_changes, runtime};
-use super::{CommandResult, EnvironmentArgs, GlobalArgs};
+use super::{CommandResult, EnvironmentArgs, GlobalArgs, RecordTargetArgs};
 use crate::ops::{self, ClusterOptions, ReleaseOptions, ReleaseOutcome, ReleaseSource};
 use crate::release::{
     CheckResult, Progress, ReleaseStatus, RolloutReporter, ServiceAvailability, Workload,
@@ -26,11 +26,12 @@ pub struct ReleaseArgs {
     common: CommonArgs,
 }
 
-/// Arguments of `ferry rollback`.
+/// Arguments of `ferry rollback`: the environment, from its files or from flags alone (no
+/// `--set`: the recorded objects are applied as they were).
 #[derive(Debug, clap::Args)]
 pub struct RollbackArgs {
     #[command(flatten)]
-    env: EnvironmentArgs,
+    target: RecordTargetArgs,
     /// The revision to release again (default: the succeeded revision before the live one).
     #[arg(long, value_name = "N")]
     to: Option<u32>,
@@ -52,24 +53,17 @@ struct CommonArgs {
 
 /// Releases the environment.
 pub fn run(args: &ReleaseArgs, global: &GlobalArgs, printer: &Printer) -> CommandResult {
-    execute(
-        &args.env,
-        &args.common,
-        ReleaseSource::Render,
-        global,
-        printer,
-    )
+    let source = ReleaseSource::Render(args.env.project_options(global));
+    execute(source, &args.common, global, printer)
 }
 
 /// Releases a recorded revision again.
 pub fn run_rollback(args: &RollbackArgs, global: &GlobalArgs, printer: &Printer) -> CommandResult {
-    execute(
-        &args.env,
-        &args.common,
-        ReleaseSource::Revision(args.to),
-        global,
-        printer,
-    )
+    let source = ReleaseSource::Revision {
+        target: args.target.target_options(global)?,
+        revision: args.to,
+    };
+    execute(source, &args.common, global, printer)
 }
 
 /// Resolves when the process receives SIGINT or SIGTERM.
@@ -95,14 +89,12 @@ async fn shutdown_signal() {
 }
 
 fn execute(
-    env: &EnvironmentArgs,
-    common: &CommonArgs,
     source: ReleaseSource,
+    common: &CommonArgs,
     global: &GlobalArgs,
     printer: &Printer,
 ) -> CommandResult {
     let opts = ReleaseOptions {
-        project: env.project_options(global),
         cluster: ClusterOptions {
             kubeconfig: global.kubeconfig.clone(),
             context: global.context.clone(),

@@ -1,10 +1,11 @@
 //! `ferry history`: the release records of an environment, oldest first, with their status,
-//! who released, the candidate and the availability proof.
+//! who released, the candidate and the availability proof. Reads only the cluster and the
+//! environment's files (or flags): no render, no secrets.
 
 use serde::Serialize;
 
 use super::apply::ClusterOptions;
-use super::prepare::{self, ProjectOptions, prepare};
+use super::target::{self, TargetOptions};
 use crate::cluster::ConnectError;
 use crate::release::{RecordError, RecordStore, ReleaseStatus, ServiceAvailability};
 use crate::ui::{Diagnostic, ExitStatus};
@@ -12,8 +13,8 @@ use crate::ui::{Diagnostic, ExitStatus};
 /// Options of `ferry history`.
 #[derive(Debug, Clone)]
 pub struct HistoryOptions {
-    /// Project and environment.
-    pub project: ProjectOptions,
+    /// The environment: from `ferry.yaml` and its file (no render, no secrets), or flags.
+    pub target: TargetOptions,
     /// Kubeconfig and context.
     pub cluster: ClusterOptions,
 }
@@ -60,9 +61,9 @@ pub struct HistoryOutcome {
 /// Errors of `ferry history`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Loading or rendering failed.
+    /// The environment could not be found.
     #[error(transparent)]
-    Prepare(#[from] prepare::Error),
+    Target(#[from] target::Error),
     /// The cluster could not be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
@@ -74,7 +75,7 @@ pub enum Error {
 impl Diagnostic for Error {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            Error::Prepare(e) => e.exit_status(),
+            Error::Target(e) => e.exit_status(),
             Error::Connect(e) => e.exit_status(),
             Error::Record(e) => e.exit_status(),
         }
@@ -82,7 +83,7 @@ impl Diagnostic for Error {
 
     fn hints(&self) -> Vec<String> {
         match self {
-            Error::Prepare(e) => e.hints(),
+            Error::Target(e) => e.hints(),
             Error::Connect(e) => e.hints(),
             Error::Record(e) => e.hints(),
         }
@@ -94,10 +95,9 @@ impl Diagnostic for Error {
 /// # Errors
 /// Project, connection and list errors.
 pub async fn history(opts: &HistoryOptions) -> Result<HistoryOutcome, Error> {
-    let prepared = prepare(&opts.project)?;
-    let env = &prepared.env;
+    let env = target::resolve(&opts.target)?;
     let cluster = opts.cluster.connect(&env.context).await?;
-    let store = RecordStore::new(cluster.client, &env.namespace, &env.app, &env.name);
+    let store = RecordStore::new(cluster.client, &env.namespace, &env.app, &env.environment);
     let mut releases = Vec::new();
     for summary in store.history().await? {
         let full = store.read(summary.revision).await.ok();
@@ -117,9 +117,9 @@ pub async fn history(opts: &HistoryOptions) -> Result<HistoryOutcome, Error> {
         });
     }
     Ok(HistoryOutcome {
-        app: env.app.clone(),
-        environment: env.name.clone(),
-        namespace: env.namespace.clone(),
+        app: env.app,
+        environment: env.environment,
+        namespace: env.namespace,
         releases,
     })
 }

@@ -11,6 +11,7 @@ pub mod provision;
 pub mod release;
 pub mod render;
 pub mod status;
+pub mod target;
 
 pub use apply::{ApplyOptions, ApplyOutcome, ClusterOptions, apply};
 pub use diff::{DiffOptions, DiffOutcome, diff};
@@ -25,3 +26,4 @@ pub use provision::{ProvisionOptions, ProvisionOutcome, provision};
 pub use release::{ReleaseOptions, ReleaseOutcome, Source as ReleaseSource, release};
 pub use render::{RenderOptions, RenderOutcome, render};
 pub use status::{StatusOptions, StatusOutcome, status};
+pub use target::{Target, TargetOptions};

@@ -206,10 +206,18 @@ impl Project {
     /// # Errors
     /// [`Error::NotFound`] when no directory up to the root has one.
     pub fn discover(start: &Path) -> Result<Self, Error> {
+        Self::load(&Self::find_root(start)?)
+    }
+
+    /// The nearest directory, from `start` up, that holds a `ferry.yaml`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when no directory up to the root has one.
+    pub fn find_root(start: &Path) -> Result<PathBuf, Error> {
         let mut dir = Some(start);
         while let Some(candidate) = dir {
             if candidate.join(PROJECT_FILE).is_file() {
-                return Self::load(candidate);
+                return Ok(candidate.to_path_buf());
             }
             dir = candidate.parent();
         }
@@ -218,27 +226,37 @@ impl Project {
         })
     }
 
-    /// Loads the project whose root is `root`.
+    /// Loads the project whose root is `root`, checking that every pipeline stage has an
+    /// environment file.
     ///
     /// # Errors
     /// Read, parse and validation errors of `ferry.yaml`.
     pub fn load(root: &Path) -> Result<Self, Error> {
-        let path = root.join(PROJECT_FILE);
-        let file: ProjectFile = parse_yaml(&path, &read(&path)?)?;
-        check_dns_label("app name", &file.app, &path)?;
-        if !file.values.is_object() {
-            return Err(Error::ValuesNotMapping { path });
-        }
-        let project = Project {
-            root: root.to_path_buf(),
-            file,
-        };
+        let project = Self::load_file(root)?;
         for name in &project.file.pipeline {
             if !project.environment_path(name).is_file() {
                 return Err(Error::PipelineUnknown { name: name.clone() });
             }
         }
         Ok(project)
+    }
+
+    /// Loads `ferry.yaml` alone: what commands that act from release records (`rollback`,
+    /// `history`) need. Other environments' files, templates and secrets may be missing.
+    ///
+    /// # Errors
+    /// Read, parse and validation errors of `ferry.yaml`.
+    pub fn load_file(root: &Path) -> Result<Self, Error> {
+        let path = root.join(PROJECT_FILE);
+        let file: ProjectFile = parse_yaml(&path, &read(&path)?)?;
+        check_dns_label("app name", &file.app, &path)?;
+        if !file.values.is_object() {
+            return Err(Error::ValuesNotMapping { path });
+        }
+        Ok(Project {
+            root: root.to_path_buf(),
+            file,
+        })
     }
 
     /// The path of an environment's file (which may not exist).
@@ -347,7 +365,8 @@ impl ResolvedEnvironment {
     }
 }
 
-fn is_dns_label(name: &str) -> bool {
+/// True when `name` is a DNS label (RFC 1123): what app, environment and namespace names must be.
+pub fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name

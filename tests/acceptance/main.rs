@@ -13,6 +13,8 @@
 //! - `registry`: the OCI registry accepts and serves blobs and manifests.
 //! - `release`: the building blocks of `ferry release` (issue 5): rollout watch, availability
 //!   proof, release records, the lease lock, HTTP checks.
+//! - `rollback`: the way back needs only the cluster (issue 10): rollback and crash recovery
+//!   with a broken template and no secrets, from bare files or flags.
 //! - `s3`: the S3 server stores objects and checks SigV4 signatures.
 
 mod apply;
@@ -21,5 +23,6 @@ mod image;
 mod registry;
 mod release;
 mod release_cmd;
+mod rollback;
 mod s3;
 mod support;

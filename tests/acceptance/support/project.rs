@@ -180,6 +180,27 @@ pub fn command(project: &Path, args: &[&str], home: &Path) -> tokio::process::Co
 pub async fn ferry(project: &Path, args: &[&str]) -> Run {
     let home = tempfile::tempdir().expect("home");
     let mut command = command(project, args, home.path());
+    run(&mut command, args).await
+}
+
+/// Runs ferry in `dir` without `--project` (ferry searches upward from `dir`, or needs no
+/// project at all), with the clean environment of [`command`].
+pub async fn ferry_in(dir: &Path, args: &[&str]) -> Run {
+    let home = tempfile::tempdir().expect("home");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("KUBECONFIG", cluster().kubeconfig())
+        .env("HOME", home.path())
+        .env("NO_COLOR", "1")
+        .env("FERRY_USER", "acceptance")
+        .kill_on_drop(true);
+    run(&mut command, args).await
+}
+
+async fn run(command: &mut tokio::process::Command, args: &[&str]) -> Run {
     let output: Output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
         .await
         .unwrap_or_else(|_| panic!("ferry {args:?} did not finish within {COMMAND_TIMEOUT:?}"))
