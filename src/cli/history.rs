@@ -4,7 +4,7 @@
 use super::apply::runtime;
 use super::{CommandResult, GlobalArgs, RecordTargetArgs};
 use crate::ops::{self, ClusterOptions, HistoryOptions};
-use crate::ui::{ExitStatus, OutputFormat, Printer};
+use crate::ui::{ExitStatus, OutputFormat, Printer, availability};
 
 /// Arguments of `ferry history`.
 #[derive(Debug, clap::Args)]
@@ -46,15 +46,7 @@ pub fn run(args: &HistoryArgs, global: &GlobalArgs, printer: &Printer) -> Comman
             .as_deref()
             .map(|c| c.chars().take(19).collect::<String>())
             .unwrap_or_else(|| "-".to_string());
-        let availability = if r.availability.is_empty() {
-            "-".to_string()
-        } else {
-            r.availability
-                .iter()
-                .map(|a| format!("{} {}/{}", a.service, a.min_ready, a.floor))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let availability = availability::short(&r.availability);
         let mut note = String::new();
         if let Some(n) = r.rolled_back_to {
             note.push_str(&format!(" (restored {n})"));

@@ -11,11 +11,9 @@ use serde::Serialize;
 use super::apply::{Finished, print_changes, runtime};
 use super::{CommandResult, EnvironmentArgs, GlobalArgs, RecordTargetArgs};
 use crate::ops::{self, ClusterOptions, ReleaseOptions, ReleaseOutcome, ReleaseSource};
-use crate::release::{
-    CheckResult, Progress, ReleaseStatus, RolloutReporter, ServiceAvailability, Workload,
-};
-use crate::ui::reporters::apply_reporter;
-use crate::ui::{Diagnostic, ExitStatus, OutputFormat, Printer, findings};
+use crate::release::ReleaseStatus;
+use crate::ui::reporters::{bars_allowed, release_reporters};
+use crate::ui::{Diagnostic, ExitStatus, OutputFormat, Printer, availability, findings};
 
 /// Arguments of `ferry release`.
 #[derive(Debug, clap::Args)]
@@ -104,10 +102,7 @@ fn execute(
         rollback: !common.no_rollback,
     };
     let json = printer.format() == OutputFormat::Json;
-    let reporter: Arc<dyn RolloutReporter> = Arc::new(Events {
-        printer: Printer::new(printer.format()),
-    });
-    let applying = apply_reporter(printer, false);
+    let reporters = release_reporters(printer, bars_allowed(global.no_progress, global.verbose));
     let result = runtime()?.block_on(async {
         // Signal handlers are installed before anything changes, so a Ctrl-C rolls back.
         let interrupt = tokio::spawn(shutdown_signal());
@@ -115,9 +110,15 @@ fn execute(
             let _ = interrupt.await;
         }
         .boxed();
-        ops::release(&opts, reporter, applying.as_ref(), interrupt).await
+        ops::release(
+            &opts,
+            Arc::clone(&reporters.rollout),
+            reporters.apply.as_ref(),
+            interrupt,
+        )
+        .await
     });
-    applying.finished();
+    reporters.finished();
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -148,18 +149,6 @@ fn execute(
     Ok(status)
 }
 
-/// `ready endpoints never below 3/3` over every watched Service (the lowest first).
-fn availability_line(availability: &[ServiceAvailability]) -> String {
-    if availability.is_empty() {
-        return "no running endpoints to keep available".to_string();
-    }
-    let parts: Vec<String> = availability
-        .iter()
-        .map(|a| format!("{}/{}", a.min_ready, a.floor))
-        .collect();
-    format!("ready endpoints never below {}", parts.join(", "))
-}
-
 fn print_human(printer: &Printer, outcome: &ReleaseOutcome) {
     if let Some(r) = &outcome.recovered {
         let who = r
@@ -184,15 +173,6 @@ fn print_human(printer: &Printer, outcome: &ReleaseOutcome) {
             &format!("{} in {:.1}s", w.workload, w.elapsed.as_secs_f64()),
         );
     }
-    for a in &outcome.availability {
-        printer.status(
-            "Available",
-            &format!(
-                "service {}: ready endpoints never below {} (floor {}, {} now)",
-                a.service, a.min_ready, a.floor, a.ready_now
-            ),
-        );
-    }
     for c in &outcome.checks {
         printer.status(
             "Checked",
@@ -214,7 +194,7 @@ fn print_human(printer: &Printer, outcome: &ReleaseOutcome) {
             "released {what} to {} as revision {} in {took:.1}s; {}",
             outcome.environment,
             outcome.revision,
-            availability_line(&outcome.availability)
+            availability::summary(&outcome.availability)
         )),
         status => {
             printer.error(&format!(
@@ -255,66 +235,4 @@ struct Tagged<'a, T: Serialize> {
     event: &'a str,
     #[serde(flatten)]
     body: T,
-}
-
-/// Reports rollout progress as JSON Lines events in JSON mode; people get the summary at
-/// the end.
-struct Events {
-    printer: Printer,
-}
-
-impl Events {
-    fn json(&self) -> bool {
-        self.printer.format() == OutputFormat::Json
-    }
-}
-
-impl RolloutReporter for Events {
-    fn workload_progress(&self, workload: &Workload, progress: &Progress) {
-        if self.json() {
-            self.printer.json(&Tagged {
-                event: "rollout-progress",
-                body: serde_json::json!({ "workload": workload, "progress": progress }),
-            });
-        }
-    }
-
-    fn workload_done(&self, workload: &Workload, elapsed: Duration) {
-        if self.json() {
-            self.printer.json(&Tagged {
-                event: "rollout-done",
-                body: serde_json::json!({
-                    "workload": workload,
-                    "elapsed_ms": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-                }),
-            });
-        }
-    }
-
-    fn endpoints(&self, figures: &ServiceAvailability) {
-        if self.json() {
-            self.printer.json(&Tagged {
-                event: "endpoints",
-                body: figures,
-            });
-        }
-    }
-
-    fn check_retry(&self, name: &str, attempt: u32, reason: &str) {
-        if self.json() {
-            self.printer.json(&Tagged {
-                event: "check-retry",
-                body: serde_json::json!({ "name": name, "attempt": attempt, "reason": reason }),
-            });
-        }
-    }
-
-    fn check_finished(&self, result: &CheckResult) {
-        if self.json() {
-            self.printer.json(&Tagged {
-                event: "check",
-                body: result,
-            });
-        }
-    }
 }

@@ -3,6 +3,7 @@
 //!
 //! Nothing outside this module writes to stdout or stderr.
 
+pub mod availability;
 pub mod error;
 pub mod exit;
 pub mod findings;

@@ -2,11 +2,13 @@
 //! JSON Lines events for pipelines. The only place that knows indicatif.
 //!
 //! Bars are drawn only when stderr is a terminal and never with `--output json`,
-//! `--no-progress` or `-v` (logs and bars do not mix); [`apply_reporter`] chooses.
+//! `--no-progress` or `-v` (logs and bars do not mix); [`apply_reporter`] and
+//! [`release_reporters`] choose.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -14,6 +16,9 @@ use serde::Serialize;
 use super::{OutputFormat, Printer};
 use crate::cluster::error::wave_name;
 use crate::cluster::{ApplyReporter, NoopReporter, ObjectResult};
+use crate::release::{
+    CheckResult, NoopRolloutReporter, Progress, RolloutReporter, ServiceAvailability, Workload,
+};
 use crate::render::Wave;
 
 /// True when progress bars may be drawn: stderr is a terminal, `--no-progress` is not given
@@ -44,8 +49,13 @@ pub struct ApplyBars {
 impl ApplyBars {
     /// Bars on stderr.
     pub fn new() -> Self {
+        Self::on(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+    }
+
+    /// Bars on `multi`, beside other bars of the same display.
+    pub fn on(multi: MultiProgress) -> Self {
         ApplyBars {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            multi,
             bars: Mutex::new(BTreeMap::new()),
         }
     }
@@ -161,6 +171,209 @@ impl ApplyReporter for JsonEvents<'_> {
     fn pruned(&self, result: &ObjectResult) {
         self.printer.json(&Event {
             event: "pruned",
+            body: result,
+        });
+    }
+}
+
+/// The reporters of `ferry release` and `ferry rollback`, drawing on one display: the apply's
+/// wave bars, then a live line per workload (what its rollout waits for) and per Service (the
+/// endpoints taking traffic against the floor). JSON Lines events with `--output json`;
+/// nothing without a terminal or with `--no-progress`.
+pub struct ReleaseReporters<'a> {
+    /// Receives the apply's progress.
+    pub apply: Box<dyn ApplyReporter + 'a>,
+    /// Receives the rollout's, the endpoints' and the checks' progress.
+    pub rollout: Arc<dyn RolloutReporter>,
+    bars: Option<Arc<RolloutBars>>,
+}
+
+impl ReleaseReporters<'_> {
+    /// Clears every bar, so the summary that follows stands alone.
+    pub fn finished(&self) {
+        self.apply.finished();
+        if let Some(bars) = &self.bars {
+            bars.clear();
+        }
+    }
+}
+
+/// The reporters of a release for `printer`'s format; bars only when `bars` (see
+/// [`bars_allowed`]).
+pub fn release_reporters(printer: &Printer, bars: bool) -> ReleaseReporters<'_> {
+    if printer.format() == OutputFormat::Json {
+        return ReleaseReporters {
+            apply: Box::new(JsonEvents { printer }),
+            rollout: Arc::new(RolloutEvents {
+                printer: Printer::new(OutputFormat::Json),
+            }),
+            bars: None,
+        };
+    }
+    if !bars {
+        return ReleaseReporters {
+            apply: Box::new(NoopReporter),
+            rollout: Arc::new(NoopRolloutReporter),
+            bars: None,
+        };
+    }
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let rollout = Arc::new(RolloutBars::on(multi.clone()));
+    ReleaseReporters {
+        apply: Box::new(ApplyBars::on(multi)),
+        rollout: Arc::clone(&rollout) as Arc<dyn RolloutReporter>,
+        bars: Some(rollout),
+    }
+}
+
+/// One live line per workload, Service and check while a release watches its rollout.
+#[derive(Debug)]
+pub struct RolloutBars {
+    multi: MultiProgress,
+    lines: Mutex<BTreeMap<String, ProgressBar>>,
+}
+
+impl RolloutBars {
+    /// Lines on `multi`.
+    pub fn on(multi: MultiProgress) -> Self {
+        RolloutBars {
+            multi,
+            lines: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Sets the message of the line `key` (created with `verb` on first use); `done` freezes it.
+    fn show(&self, key: String, verb: &str, message: String, done: bool) {
+        let Ok(mut lines) = self.lines.lock() else {
+            return;
+        };
+        let line = lines.entry(key).or_insert_with(|| {
+            let line = self.multi.add(ProgressBar::new_spinner());
+            line.set_style(
+                ProgressStyle::with_template("{prefix:>12.cyan.bold} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            line.set_prefix(verb.to_string());
+            line
+        });
+        if line.is_finished() {
+            return;
+        }
+        line.set_message(message);
+        if done {
+            line.finish();
+        }
+    }
+
+    /// Removes every line.
+    pub fn clear(&self) {
+        if let Ok(lines) = self.lines.lock() {
+            for line in lines.values() {
+                line.finish_and_clear();
+            }
+        }
+        let _ = self.multi.clear();
+    }
+}
+
+impl RolloutReporter for RolloutBars {
+    fn workload_progress(&self, workload: &Workload, progress: &Progress) {
+        self.show(
+            format!("1/{workload}"),
+            "Rolling out",
+            format!("{} {}: {progress}", workload.kind, workload.name),
+            false,
+        );
+    }
+
+    fn workload_done(&self, workload: &Workload, elapsed: Duration) {
+        self.show(
+            format!("1/{workload}"),
+            "Rolled out",
+            format!(
+                "{} {} in {:.1}s",
+                workload.kind,
+                workload.name,
+                elapsed.as_secs_f64()
+            ),
+            true,
+        );
+    }
+
+    fn endpoints(&self, figures: &ServiceAvailability) {
+        self.show(
+            format!("2/{}", figures.service),
+            "Endpoints",
+            format!(
+                "service {}: {} taking traffic now, floor {}, lowest {}",
+                figures.service, figures.ready_now, figures.floor, figures.min_ready
+            ),
+            false,
+        );
+    }
+
+    fn check_retry(&self, name: &str, attempt: u32, reason: &str) {
+        self.show(
+            format!("3/{name}"),
+            "Checking",
+            format!("{name}: attempt {attempt} failed ({reason}), retrying"),
+            false,
+        );
+    }
+
+    fn check_finished(&self, result: &CheckResult) {
+        let verdict = if result.passed { "passed" } else { "failed" };
+        self.show(
+            format!("3/{}", result.name),
+            "Checked",
+            format!("{} {}: {verdict}", result.name, result.url),
+            true,
+        );
+    }
+}
+
+/// Release progress as JSON Lines events: `rollout-progress`, `rollout-done`, `endpoints`,
+/// `check-retry`, `check`.
+#[derive(Debug)]
+struct RolloutEvents {
+    printer: Printer,
+}
+
+impl RolloutReporter for RolloutEvents {
+    fn workload_progress(&self, workload: &Workload, progress: &Progress) {
+        self.printer.json(&Event {
+            event: "rollout-progress",
+            body: serde_json::json!({ "workload": workload, "progress": progress }),
+        });
+    }
+
+    fn workload_done(&self, workload: &Workload, elapsed: Duration) {
+        self.printer.json(&Event {
+            event: "rollout-done",
+            body: serde_json::json!({
+                "workload": workload,
+                "elapsed_ms": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            }),
+        });
+    }
+
+    fn endpoints(&self, figures: &ServiceAvailability) {
+        self.printer.json(&Event {
+            event: "endpoints",
+            body: figures,
+        });
+    }
+
+    fn check_retry(&self, name: &str, attempt: u32, reason: &str) {
+        self.printer.json(&Event {
+            event: "check-retry",
+            body: serde_json::json!({ "name": name, "attempt": attempt, "reason": reason }),
+        });
+    }
+
+    fn check_finished(&self, result: &CheckResult) {
+        self.printer.json(&Event {
+            event: "check",
             body: result,
         });
     }

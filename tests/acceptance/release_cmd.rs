@@ -124,10 +124,21 @@ async fn a_release_with_delayed_readiness_keeps_three_of_three_endpoints() {
         second
             .stderr
             .contains("released demo to t as revision 2 in ")
-            && second.stderr.contains("ready endpoints never below 3/3"),
+            && second
+                .stderr
+                .contains("; service demo-web never below its floor (lowest 3 of 3)"),
         "{}",
         second.stderr
     );
+    // Off a terminal nothing is drawn: no progress lines, no cursor movement.
+    assert!(
+        !second.stderr.contains("Rolling out") && !second.stderr.contains('\x1b'),
+        "{}",
+        second.stderr
+    );
+    let table = ferry(project.path(), &["history", "t"]).await;
+    table.assert_code(0, "history table");
+    assert!(table.stdout.contains("demo-web 3/3"), "{}", table.stdout);
 
     let history = ferry(project.path(), &["history", "t", "--output", "json"]).await;
     history.assert_code(0, "history");
@@ -465,4 +476,63 @@ async fn a_changed_selector_is_refused_before_anything_is_applied() {
     let history = ferry(project.path(), &["history", "t", "--output", "json"]).await;
     let doc: Value = serde_json::from_str(&history.stdout).expect("one JSON document");
     assert_eq!(doc["releases"].as_array().map(Vec::len), Some(1), "{doc:#}");
+}
+
+/// Runs `ferry release t <extra>` in `project` on a pseudo-terminal (util-linux `script`),
+/// returning everything the terminal showed.
+async fn release_on_a_terminal(project: &Project, extra: &str) -> String {
+    let ferry = env!("CARGO_BIN_EXE_ferry");
+    let line = format!(
+        "{ferry} release t --project '{}' {extra}",
+        project.path().display()
+    );
+    let home = tempfile::tempdir().expect("home");
+    let output = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new("script")
+            .args(["-qfec", &line, "/dev/null"])
+            .current_dir(project.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", crate::support::cluster().kubeconfig())
+            .env("HOME", home.path())
+            .env("TERM", "xterm")
+            .env("NO_COLOR", "1")
+            .env("FERRY_USER", "acceptance")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the release on a terminal finished in time")
+    .expect("run script (util-linux)");
+    let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "release on a terminal failed:\n{shown}"
+    );
+    shown
+}
+
+#[tokio::test]
+async fn a_release_on_a_terminal_shows_live_progress_unless_no_progress() {
+    let ns = TestNamespace::new("rel-tty").await;
+    let project = demo(ns.name(), "");
+    ferry(project.path(), &["release", "t"])
+        .await
+        .assert_code(0, "first release");
+    // New pods become ready after 2 s: the rollout takes long enough to be drawn.
+    pod_template(&project, None, Some("ferry.test/ready-delay: \"2s\""));
+    let shown = release_on_a_terminal(&project, "").await;
+    assert!(shown.contains("Rolling out"), "{shown}");
+    assert!(shown.contains("Deployment demo-web"), "{shown}");
+    assert!(shown.contains("service demo-web:"), "{shown}");
+    assert!(shown.contains("floor 3"), "{shown}");
+    assert!(shown.contains("released demo to t as revision 2"), "{shown}");
+
+    // Another change (the 2 s readiness delay stays).
+    pod_template(&project, None, Some("ferry.test/again: \"yes\""));
+    let quiet = release_on_a_terminal(&project, "--no-progress").await;
+    assert!(!quiet.contains("Rolling out"), "{quiet}");
+    assert!(!quiet.contains("service demo-web:"), "{quiet}");
+    assert!(quiet.contains("released demo to t as revision 3"), "{quiet}");
 }
