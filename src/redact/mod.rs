@@ -9,7 +9,8 @@
 //!
 //! A value is hidden in every encoding it may be printed in: as is, base64 (standard and
 //! URL-safe, with and without padding), JSON/YAML double-quoted escaping (which is also how
-//! Rust's `{:?}` and Go's `%q` print plain ASCII), YAML single-quoted escaping, and each line
+//! Rust's `{:?}` and Go's `%q` print plain ASCII), once and twice (a server's message quoting
+//! the value, quoted again in JSON or a log), YAML single-quoted escaping, and each line
 //! of a multi-line value (YAML literal blocks and diffs print one line at a time). Values
 //! shorter than [`MIN_LEN`] bytes are not registered: hiding them would garble unrelated text.
 //!
@@ -129,10 +130,8 @@ pub fn scrub_value(value: &mut Value) {
 
 fn scrub_with(value: &mut Value, matcher: &AhoCorasick) {
     match value {
-        Value::String(text) => {
-            if matcher.is_match(text.as_str()) {
-                *text = replace(matcher, text);
-            }
+        Value::String(text) if matcher.is_match(text.as_str()) => {
+            *text = replace(matcher, text);
         }
         Value::Array(items) => items.iter_mut().for_each(|v| scrub_with(v, matcher)),
         Value::Object(map) => {
@@ -193,6 +192,9 @@ fn needles_of(secret: &str) -> Vec<String> {
         json_escaped(secret),
         // Rust's `{:?}` of a string (tracing fields, error chains).
         debug_escaped(secret),
+        // Escaped twice: a server message quoting the value, itself quoted in JSON or `{:?}`.
+        json_escaped(&json_escaped(secret)),
+        debug_escaped(&debug_escaped(secret)),
         // YAML single quotes.
         secret.replace('\'', "''"),
     ];
@@ -246,7 +248,9 @@ mod tests {
             URL_SAFE.encode(secret),
             URL_SAFE_NO_PAD.encode(secret),
             serde_json::to_string(secret).unwrap(),
+            serde_json::to_string(&serde_json::to_string(secret).unwrap()).unwrap(),
             format!("{secret:?}"),
+            format!("{:?}", format!("{secret:?}")),
             secret.replace('\'', "''"),
         ] {
             let line = format!("before {shown} after");

@@ -14,6 +14,7 @@
 //! - `release`: the building blocks of `ferry release` (issue 5): rollout watch, availability
 //!   proof, release records, the lease lock, HTTP checks.
 //! - `s3`: the S3 server stores objects and checks SigV4 signatures.
+//! - `secrets`: no command, error or log line shows a secret value (issue 10).
 
 mod apply;
 mod cluster;
@@ -22,4 +23,5 @@ mod registry;
 mod release;
 mod release_cmd;
 mod s3;
+mod secrets;
 mod support;
