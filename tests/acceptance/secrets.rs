@@ -19,7 +19,7 @@ const SECOND: &str = "swordfish: tr0ub4dor \"and\" three";
 
 /// The forms of a value that give it away: as is, JSON-escaped, base64 (padding or not),
 /// and a distinctive fragment (a value split by escaping or folding still shows it).
-fn leaks(value: &str, fragment: &str) -> Vec<String> {
+fn leaks_of(value: &str, fragment: &str) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD.encode(value);
     let json = serde_json::to_string(value).expect("json");
     vec![
@@ -30,17 +30,24 @@ fn leaks(value: &str, fragment: &str) -> Vec<String> {
     ]
 }
 
-/// Fails unless neither output of `run` shows either value.
-fn assert_hidden(what: &str, run: &Run) {
-    for form in leaks(FIRST, "correct-horse")
+/// Every (command, stream, form) where a value showed, for one report at the end (so a
+/// regression names every command that leaks, not only the first).
+type Leaks = std::sync::Mutex<Vec<String>>;
+
+/// Records in `leaks` each form of either value that an output of `run` shows.
+fn check_hidden(leaks: &Leaks, what: &str, run: &Run) {
+    for form in leaks_of(FIRST, "correct-horse")
         .into_iter()
-        .chain(leaks(SECOND, "tr0ub4dor"))
+        .chain(leaks_of(SECOND, "tr0ub4dor"))
     {
         for (stream, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
-            assert!(
-                !text.contains(&form),
-                "`ferry {what}` shows {form:?} on {stream}:\n{text}"
-            );
+            if text.contains(&form) {
+                let line = text.lines().find(|l| l.contains(&form)).unwrap_or_default();
+                leaks
+                    .lock()
+                    .expect("leaks")
+                    .push(format!("`ferry {what}` {stream} shows {form:?}: {line}"));
+            }
         }
     }
 }
@@ -68,8 +75,8 @@ fn leaky_demo(namespace: &str) -> Project {
     );
     edit(
         "templates/configmap.yaml.hbs",
-        "data:\n",
-        "data:\n  COPY: {{toJson (secret \"db-password\")}}\n  COPY_B64: {{b64enc (secret \"db-password\")}}\n",
+        "\ndata:\n",
+        "\ndata:\n  COPY: {{toJson (secret \"db-password\")}}\n  COPY_B64: {{b64enc (secret \"db-password\")}}\n",
     );
     edit(
         "templates/deployment.yaml.hbs",
@@ -81,8 +88,8 @@ fn leaky_demo(namespace: &str) -> Project {
 }
 
 /// Runs `ferry args… -vv` (and again with `--output json` when `json`), checks the exit code
-/// and that nothing shows a secret; returns the human run.
-async fn run(project: &Project, args: &[&str], code: i32, json: bool) -> Run {
+/// and records what shows a secret; returns the human run.
+async fn run(leaks: &Leaks, project: &Project, args: &[&str], code: i32, json: bool) -> Run {
     let mut runs = Vec::new();
     for output in ["human", "json"].into_iter().take(if json { 2 } else { 1 }) {
         let mut full: Vec<&str> = args.to_vec();
@@ -90,7 +97,7 @@ async fn run(project: &Project, args: &[&str], code: i32, json: bool) -> Run {
         let what = full.join(" ");
         let run = ferry(project.path(), &full).await;
         run.assert_code(code, &what);
-        assert_hidden(&what, &run);
+        check_hidden(leaks, &what, &run);
         runs.push(run);
     }
     runs.swap_remove(0)
@@ -100,39 +107,39 @@ async fn run(project: &Project, args: &[&str], code: i32, json: bool) -> Run {
 async fn no_command_and_no_error_shows_a_secret_value() {
     let ns = TestNamespace::new("secrets").await;
     let project = leaky_demo(ns.name());
+    let leaks = Leaks::default();
+    let leaks = &leaks;
 
-    let render = run(&project, &["render", "t"], 0, true).await;
-    assert!(render.stdout.contains("COPY: '***'") || render.stdout.contains("COPY: \"***\""));
-    assert!(render.stdout.contains("value: '***'") || render.stdout.contains("value: \"***\""));
-    run(&project, &["lint", "t"], 0, true).await;
-    run(&project, &["diff", "t"], 1, true).await;
-    run(&project, &["release", "t"], 0, false).await;
+    let render = run(leaks, &project, &["render", "t"], 0, true).await;
+    run(leaks, &project, &["lint", "t"], 0, true).await;
+    run(leaks, &project, &["diff", "t"], 1, true).await;
+    run(leaks, &project, &["release", "t"], 0, false).await;
 
     // Revision 2 with another value: the diff shows the live (old) copies, hidden too.
     set_secret(&project, SECOND);
-    let diff = run(&project, &["diff", "t"], 1, true).await;
+    let diff = run(leaks, &project, &["diff", "t"], 1, true).await;
     assert!(diff.stdout.contains("ConfigMap"), "{}", diff.stdout);
     let release = ferry(project.path(), &["release", "t", "-vv", "--output", "json"]).await;
     release.assert_code(0, "release t --output json");
-    assert_hidden("release t --output json", &release);
-    run(&project, &["status", "t"], 0, true).await;
-    run(&project, &["history", "t"], 0, true).await;
+    check_hidden(leaks, "release t --output json", &release);
+    run(leaks, &project, &["status", "t"], 0, true).await;
+    run(leaks, &project, &["history", "t"], 0, true).await;
     // Back to revision 1 (FIRST), then forward to 2: rollback reads records, renders nothing.
-    run(&project, &["rollback", "t", "--to", "1"], 0, false).await;
+    run(leaks, &project, &["rollback", "t", "--to", "1"], 0, false).await;
     let back = ferry(
         project.path(),
         &["rollback", "t", "--to", "2", "-vv", "--output", "json"],
     )
     .await;
     back.assert_code(0, "rollback t --to 2 --output json");
-    assert_hidden("rollback t --to 2 --output json", &back);
+    check_hidden(leaks, "rollback t --to 2 --output json", &back);
 
     // Error paths. A template error whose message is the secret (`required`'s message).
     project.write(
         "templates/zz-broken.yaml.hbs",
         "{{required (secret \"db-password\") \"\"}}\n",
     );
-    let failed = run(&project, &["render", "t"], 2, true).await;
+    let failed = run(leaks, &project, &["render", "t"], 2, true).await;
     assert!(
         failed.stderr.contains("failed to render"),
         "{}",
@@ -143,24 +150,42 @@ async fn no_command_and_no_error_shows_a_secret_value() {
         "templates/zz-broken.yaml.hbs",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\ndata:\n  dsn: {{secret \"db-password\"}}\n",
     );
-    let failed = run(&project, &["render", "t"], 2, true).await;
-    assert!(
-        failed.stderr.contains("the line reads `dsn: ***`"),
-        "{}",
-        failed.stderr
-    );
-    run(&project, &["diff", "t"], 2, true).await;
+    let yaml_error = run(leaks, &project, &["render", "t"], 2, true).await;
+    run(leaks, &project, &["diff", "t"], 2, true).await;
     // An API refusal that quotes the value: a label may not hold it.
     project.write(
         "templates/zz-broken.yaml.hbs",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\n  labels:\n    leak: {{toJson (secret \"db-password\")}}\ndata: {}\n",
     );
-    let refused = run(&project, &["diff", "t"], 2, true).await;
+    let refused = run(leaks, &project, &["diff", "t"], 2, true).await;
     assert!(
         refused.stderr.contains("Invalid value"),
         "{}",
         refused.stderr
     );
-    let refused = run(&project, &["release", "t"], 2, false).await;
-    assert!(refused.stderr.contains("***"), "{}", refused.stderr);
+    let refused = run(leaks, &project, &["release", "t"], 1, false).await;
+
+    let leaks = leaks.lock().expect("leaks");
+    assert!(
+        leaks.is_empty(),
+        "secret values shown:\n{}",
+        leaks.join("\n")
+    );
+    // What shows instead.
+    let render = &render.stdout;
+    assert!(
+        render.contains("COPY: \"***\"") || render.contains("COPY: '***'"),
+        "{render}"
+    );
+    assert!(
+        render.contains("value: \"***\"") || render.contains("value: '***'"),
+        "{render}"
+    );
+    let yaml_error = &yaml_error.stderr;
+    assert!(
+        yaml_error.contains("the line reads `dsn: ***`"),
+        "{yaml_error}"
+    );
+    let refused = &refused.stderr;
+    assert!(refused.contains("Invalid value: \"***\""), "{refused}");
 }
