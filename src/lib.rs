@@ -7,6 +7,7 @@
 //! - [`project`]: `ferry.yaml` and `environments/`: types, loading, merging, validation.
 //! - [`render`]: the Handlebars registry, its helpers and the ordered object bundle.
 //! - [`object`]: a rendered Kubernetes object and the identity (kind, namespace, name) of one.
+//! - [`redact`]: the secret values seen by this process and the scrubber all output passes through.
 //! - [`policy`]: hardening and zero-downtime rules as pure functions over objects.
 //! - [`image`]: reproducible OCI images: layers, config, manifest, layout, SBOMs, I-rules.
 //! - [`registry`]: the OCI distribution client (reqwest): auth, HEAD-skip, mount, push, pull.
@@ -14,7 +15,7 @@
 //! - [`release`]: rollout watch, availability proof, release records, the lease lock, HTTP checks.
 //! - [`ui`]: the printer (human and JSON), error rendering, logging.
 //!
-//! Pure modules (`project`, `render`, `object`, `policy`, `image`) never touch the network or a cluster.
+//! Pure modules (`project`, `render`, `redact`, `object`, `policy`, `image`) never touch the network or a cluster.
 
 pub mod cli;
 pub mod cluster;
@@ -23,6 +24,7 @@ pub mod object;
 pub mod ops;
 pub mod policy;
 pub mod project;
+pub mod redact;
 pub mod registry;
 pub mod release;
 pub mod render;

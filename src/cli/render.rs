@@ -34,6 +34,9 @@ pub fn run(args: &RenderArgs, global: &GlobalArgs, printer: &Printer) -> Command
         output_dir: args.output_dir.clone(),
     };
     let outcome = ops::render(&opts).map_err(super::boxed)?;
+    if args.show_secrets {
+        printer.reveal_secrets_on_stdout();
+    }
     if printer.format() == OutputFormat::Json {
         printer.json(&outcome);
     } else {

@@ -1402,6 +1402,9 @@ fn live_member(
     manager: &str,
     value: Option<Value>,
 ) -> Live {
+    if let Some(value) = &value {
+        crate::redact::register_object(value);
+    }
     Live {
         id: ObjectRef {
             api_version: resolved.resource.api_version.clone(),

@@ -4,7 +4,10 @@
 //! Server-managed fields (`managedFields`, `resourceVersion`, `generation`, `uid`,
 //! `creationTimestamp`, `selfLink`, `status`) are stripped from both sides, so only what
 //! the bundle changes shows. Secret values never appear: `data` and `stringData` entries read
-//! `***`, or `*** (before)` / `*** (after)` when the value changes, as `kubectl diff` does.
+//! `***`, or `*** (before)` / `*** (after)` when the value changes, as `kubectl diff` does; the
+//! values of both sides' Secrets are registered with [`crate::redact`] and every diff is
+//! scrubbed of them (and of every other secret value the process has seen), so a copy in a
+//! ConfigMap, an env value or an annotation reads `***` too, before and after.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -80,8 +83,12 @@ pub fn same(before: &Value, after: &Value) -> bool {
     comparable(before) == comparable(after)
 }
 
-/// Replaces Secret values in both sides with markers that show whether they changed.
+/// Replaces Secret values in both sides with markers that show whether they changed, after
+/// registering them ([`crate::redact::register_object`]) so their copies elsewhere are hidden.
 pub fn redact_pair(before: Option<&mut Value>, after: Option<&mut Value>) {
+    for side in [before.as_deref(), after.as_deref()].into_iter().flatten() {
+        crate::redact::register_object(side);
+    }
     let is_secret = |v: &Option<&mut Value>| {
         v.as_ref()
             .is_some_and(|v| v.get("kind").and_then(Value::as_str) == Some("Secret"))
@@ -142,17 +149,26 @@ pub fn redact_pair(before: Option<&mut Value>, after: Option<&mut Value>) {
 }
 
 /// A unified diff of two objects (either may be absent), server fields stripped, Secret
-/// values redacted.
+/// values redacted, every registered secret value scrubbed.
 pub fn unified(id: &ObjectRef, before: Option<&Value>, after: Option<&Value>) -> String {
     let mut old = before.map(comparable);
     let mut new = after.map(comparable);
     redact_pair(old.as_mut(), new.as_mut());
+    for side in [old.as_mut(), new.as_mut()].into_iter().flatten() {
+        crate::redact::scrub_value(side);
+    }
     let text = |v: &Option<Value>| v.as_ref().map(object_yaml).unwrap_or_default();
     let (old_text, new_text) = (text(&old), text(&new));
     let path = match &id.namespace {
         Some(ns) => format!("{}/{ns}/{}", id.kind, id.name),
         None => format!("{}/{}", id.kind, id.name),
     };
+    if old_text == new_text && before.map(comparable) != after.map(comparable) {
+        // Only a hidden value differs: say so rather than print an empty diff.
+        return format!(
+            "--- live/{path}\n+++ bundle/{path}\n# only secret values differ (hidden)\n"
+        );
+    }
     TextDiff::from_lines(&old_text, &new_text)
         .unified_diff()
         .context_radius(3)
@@ -224,6 +240,45 @@ mod tests {
             "{diff}"
         );
         assert!(diff.contains("*** (after)"), "{diff}");
+    }
+
+    #[test]
+    fn copies_of_secret_values_in_other_objects_never_show() {
+        // issue 10: a live Secret's old value copied into a ConfigMap, and the new value
+        // copied into an env value and an annotation, are hidden on both sides of the diff.
+        let old_secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+            "data": {"password": "b2xkLXBhc3N3b3JkLTQy"}});
+        let new_secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+            "stringData": {"password": "new-password-43"}});
+        unified(&id(), Some(&old_secret), Some(&new_secret));
+        let cm = |v: &str, rev: u32| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "c", "annotations": {"x": format!("p={v}")}},
+                "data": {"url": format!("postgres://u:{v}@db"), "env": [{"value": v}],
+                    "rev": rev}})
+        };
+        let config = ObjectRef {
+            kind: "ConfigMap".into(),
+            ..id()
+        };
+        let diff = unified(
+            &config,
+            Some(&cm("old-password-42", 1)),
+            Some(&cm("new-password-43", 2)),
+        );
+        assert!(!diff.contains("old-password-42"), "{diff}");
+        assert!(!diff.contains("new-password-43"), "{diff}");
+        assert!(diff.contains(" postgres://u:***@db"), "{diff}");
+        assert!(diff.contains("-  rev: 1\n+  rev: 2"), "{diff}");
+        let only_secret = unified(
+            &config,
+            Some(&cm("old-password-42", 1)),
+            Some(&cm("new-password-43", 1)),
+        );
+        assert!(
+            only_secret.ends_with("# only secret values differ (hidden)\n"),
+            "{only_secret}"
+        );
     }
 
     #[test]

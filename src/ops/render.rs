@@ -107,7 +107,7 @@ pub fn render(opts: &RenderOptions) -> Result<RenderOutcome, Error> {
     };
     let blocked = policy::has_errors(&findings);
     if !opts.show_secrets {
-        render::redact_bundle(&mut prepared.bundle, &prepared.env.secrets.used());
+        render::redact_bundle(&mut prepared.bundle);
     }
     let templates_digest = prepared.bundle.templates_digest.clone();
     let objects = if blocked {

@@ -1,6 +1,7 @@
 //! Secrets for `{{secret "name"}}`: looked up at render time from the environment's sources
 //! in order, never stored in values, and wrapped in [`Redacted`] so they cannot be printed by
-//! accident.
+//! accident. Every value handed out is registered with [`crate::redact`], so no output of the
+//! process shows it, wherever it was copied to.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -42,7 +43,8 @@ impl<T> fmt::Display for Redacted<T> {
 ///
 /// # Guarantees
 /// A missing secret is an error naming it and the sources tried, never an empty string.
-#[derive(Debug)]
+/// `Debug` shows the sources and the names of the secrets used, never a value (nor the cached
+/// contents of a secrets file).
 pub struct SecretStore {
     root: PathBuf,
     sources: Vec<SecretSource>,
@@ -69,6 +71,7 @@ impl SecretStore {
     pub fn get(&self, name: &str) -> Result<Redacted<String>, Error> {
         for source in &self.sources {
             if let Some(value) = self.lookup(source, name)? {
+                crate::redact::register(&value);
                 let value = Redacted::new(value);
                 lock(&self.used).insert(name.to_string(), value.clone());
                 return Ok(value);
@@ -108,6 +111,37 @@ impl SecretStore {
                 Ok(Some(text.strip_suffix('\n').unwrap_or(&text).to_string()))
             }
         }
+    }
+}
+
+impl fmt::Debug for SecretStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let files: Vec<(PathBuf, usize)> = lock(&self.files)
+            .iter()
+            .map(|(path, secrets)| (path.clone(), secrets.len()))
+            .collect();
+        let used: Vec<String> = lock(&self.used).keys().cloned().collect();
+        f.debug_struct("SecretStore")
+            .field("root", &self.root)
+            .field("sources", &self.sources)
+            .field("files", &FileCache(files))
+            .field("used", &used)
+            .finish()
+    }
+}
+
+/// The file cache in `Debug`: each file and how many secrets it holds, values as `***`.
+struct FileCache(Vec<(PathBuf, usize)>);
+
+impl fmt::Debug for FileCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(path, count)| (path, format!("*** ({count} secrets)"))),
+            )
+            .finish()
     }
 }
 
@@ -192,6 +226,50 @@ mod tests {
             "secret `absent` not found (looked in: file dev.yaml, directory mounted)"
         );
         assert_eq!(store.used().len(), 2);
+        let debug = format!("{store:?}");
+        assert!(
+            !debug.contains("from-file") && !debug.contains("from-dir"),
+            "{debug}"
+        );
+        assert!(debug.contains("db-password"), "{debug}");
+    }
+
+    #[test]
+    fn debug_never_shows_a_value_nor_the_file_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("s.yaml"),
+            "used: used-value-1\nunused: unused-value-2\n",
+        )
+        .unwrap();
+        let store = SecretStore::new(
+            dir.path().to_path_buf(),
+            vec![SecretSource::File {
+                path: "s.yaml".into(),
+            }],
+        );
+        assert_eq!(store.get("used").unwrap().expose(), "used-value-1");
+        let debug = format!("{store:?} {store:#?}");
+        assert!(!debug.contains("used-value-1"), "{debug}");
+        assert!(!debug.contains("unused-value-2"), "{debug}");
+        assert!(debug.contains("*** (2 secrets)"), "{debug}");
+    }
+
+    #[test]
+    fn values_handed_out_are_scrubbed_from_output() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.yaml"), "token: handed-out-7731\n").unwrap();
+        let store = SecretStore::new(
+            dir.path().to_path_buf(),
+            vec![SecretSource::File {
+                path: "s.yaml".into(),
+            }],
+        );
+        store.get("token").unwrap();
+        assert_eq!(
+            crate::redact::scrub("url: https://x/?t=handed-out-7731"),
+            "url: https://x/?t=***"
+        );
     }
 
     #[test]

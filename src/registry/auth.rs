@@ -1,5 +1,10 @@
-//! Registry authentication: parsing `WWW-Authenticate` challenges (Basic and Bearer) and the
-//! token endpoint's answer (distribution's token spec and its OAuth2 variant).
+//! Registry authentication: parsing `WWW-Authenticate` challenges (Basic and Bearer), the
+//! token endpoint's answer (distribution's token spec and its OAuth2 variant), and where
+//! credentials may go ([`check_realm`]).
+//!
+//! Credentials go only to the registry they were configured for and to the token realm that
+//! registry named, and a realm is followed only over https (plain http only to a loopback
+//! realm with `--insecure`), so a registry cannot send them in clear to another host.
 
 use std::collections::BTreeMap;
 
@@ -85,8 +90,53 @@ fn parse_params(text: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// A token endpoint's answer.
-#[derive(Debug, Clone, Deserialize)]
+/// Why a token realm is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RealmRefusal {
+    /// Not an absolute http(s) URL.
+    NotAUrl,
+    /// Plain http to a host that is not loopback.
+    PlainHttp,
+    /// Plain http to a loopback host without `--insecure`.
+    PlainHttpWithoutInsecure,
+}
+
+impl RealmRefusal {
+    /// Why, in words (for the error message).
+    pub fn reason(self) -> &'static str {
+        match self {
+            RealmRefusal::NotAUrl => "it is not an https URL",
+            RealmRefusal::PlainHttp => {
+                "it is plain http to a host that is not loopback, so credentials and tokens \
+                 would cross the network in clear"
+            }
+            RealmRefusal::PlainHttpWithoutInsecure => {
+                "it is plain http and --insecure was not given"
+            }
+        }
+    }
+}
+
+/// Checks that the token endpoint `realm`, named by a registry's challenge, may receive
+/// credentials: https anywhere (the registry named it), or http only to a loopback host and
+/// only with `insecure`.
+///
+/// # Errors
+/// The [`RealmRefusal`] that applies.
+pub fn check_realm(realm: &str, insecure: bool) -> Result<(), RealmRefusal> {
+    let url = reqwest::Url::parse(realm).map_err(|_| RealmRefusal::NotAUrl)?;
+    let host = url.host_str().ok_or(RealmRefusal::NotAUrl)?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if !super::client::is_loopback(host) => Err(RealmRefusal::PlainHttp),
+        "http" if !insecure => Err(RealmRefusal::PlainHttpWithoutInsecure),
+        "http" => Ok(()),
+        _ => Err(RealmRefusal::NotAUrl),
+    }
+}
+
+/// A token endpoint's answer. `Debug` shows the tokens as `***`.
+#[derive(Clone, Deserialize)]
 pub struct TokenAnswer {
     /// The token (distribution's name).
     #[serde(default)]
@@ -97,6 +147,17 @@ pub struct TokenAnswer {
     /// Lifetime in seconds (default 60).
     #[serde(default)]
     pub expires_in: Option<u64>,
+}
+
+impl std::fmt::Debug for TokenAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |t: &Option<String>| t.as_ref().map(|_| "***");
+        f.debug_struct("TokenAnswer")
+            .field("token", &hidden(&self.token))
+            .field("access_token", &hidden(&self.access_token))
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 impl TokenAnswer {
@@ -146,6 +207,45 @@ mod tests {
             Some(Challenge::Basic)
         );
         assert_eq!(Challenge::parse("Negotiate"), None);
+    }
+
+    #[test]
+    fn realms_must_be_https_or_loopback_http_with_insecure() {
+        use RealmRefusal::*;
+        let cases = [
+            ("https://auth.example.com/token", false, Ok(())),
+            ("https://127.0.0.1:5001/token", false, Ok(())),
+            ("http://127.0.0.1:5001/token", true, Ok(())),
+            ("http://localhost:5001/token", true, Ok(())),
+            ("http://[::1]:5001/token", true, Ok(())),
+            (
+                "http://127.0.0.1:5001/token",
+                false,
+                Err(PlainHttpWithoutInsecure),
+            ),
+            ("http://auth.example.com/token", true, Err(PlainHttp)),
+            ("http://auth.example.com/token", false, Err(PlainHttp)),
+            ("http://10.0.0.1/token", true, Err(PlainHttp)),
+            ("ftp://auth.example.com/token", false, Err(NotAUrl)),
+            ("/token", false, Err(NotAUrl)),
+        ];
+        for (realm, insecure, expected) in cases {
+            assert_eq!(check_realm(realm, insecure), expected, "{realm} {insecure}");
+        }
+    }
+
+    #[test]
+    fn token_answers_hide_their_tokens_in_debug() {
+        let answer: TokenAnswer = serde_json::from_str(
+            r#"{"token": "tok-3141-secret", "access_token": "acc-2718-secret", "expires_in": 300}"#,
+        )
+        .unwrap();
+        let debug = format!("{answer:?}");
+        assert!(
+            !debug.contains("tok-3141") && !debug.contains("acc-2718"),
+            "{debug}"
+        );
+        assert!(debug.contains("expires_in: Some(300)"), "{debug}");
     }
 
     #[test]

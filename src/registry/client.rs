@@ -1,6 +1,11 @@
 //! The HTTP side: one [`Client`] per registry host, with its credentials, the auth scheme
 //! learnt from the first challenge, a token cache per scope, and retries with exponential
 //! backoff on 5xx, 429 and broken connections.
+//!
+//! Credentials and tokens go only to the registry host itself and to the token realm it
+//! named ([`super::auth::check_realm`]): a request to another host (an upload `Location`
+//! elsewhere) is sent without `Authorization`, and its challenges are not followed. Tokens and
+//! passwords are registered with [`crate::redact`] and print as `***` in `Debug`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -10,7 +15,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap, WWW_AUTHENTICATE};
 
-use super::auth::{Challenge, TokenAnswer, form_escape};
+use super::auth::{Challenge, TokenAnswer, check_realm, form_escape};
 use super::credentials::{self, CredentialFiles, Credentials, Secret};
 use super::{Error, ServerMessage};
 
@@ -58,11 +63,22 @@ pub struct Client {
     pub(super) options: ClientOptions,
 }
 
-#[derive(Debug, Default)]
+/// `Debug` shows the scopes of the cached tokens, never a token.
+#[derive(Default)]
 struct AuthState {
     challenge: Option<Challenge>,
     /// Bearer tokens by scope list, with their expiry.
     tokens: BTreeMap<String, (String, Instant)>,
+}
+
+impl std::fmt::Debug for AuthState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tokens: BTreeMap<&String, &str> = self.tokens.keys().map(|k| (k, "***")).collect();
+        f.debug_struct("AuthState")
+            .field("challenge", &self.challenge)
+            .field("tokens", &tokens)
+            .finish()
+    }
 }
 
 /// What a request is for: its repository and the scopes it needs.
@@ -181,6 +197,11 @@ impl Client {
     ) -> Result<reqwest::Response, Error> {
         let mut scopes = op.scopes.clone();
         let mut auth_rounds = 0;
+        if !self.is_registry_url(&build) {
+            // Another host (e.g. an upload Location elsewhere): no credentials, and its
+            // challenges are not ours to follow.
+            return self.retrying(&op.what, build).await;
+        }
         loop {
             let header = self.authorization(&scopes).await?;
             let resp = self
@@ -233,6 +254,20 @@ impl Client {
         }
     }
 
+    /// True when the request `build` makes goes to this registry's scheme, host and port (the
+    /// only place, with the realm it names, that credentials are sent to).
+    fn is_registry_url(&self, build: impl Fn() -> reqwest::RequestBuilder) -> bool {
+        let Ok(base) = reqwest::Url::parse(&self.base) else {
+            return false;
+        };
+        build().build().is_ok_and(|request| {
+            let url = request.url();
+            url.scheme() == base.scheme()
+                && url.host_str() == base.host_str()
+                && url.port_or_known_default() == base.port_or_known_default()
+        })
+    }
+
     /// Sends with retries on transport errors, 5xx and 429, with exponential backoff.
     async fn retrying(
         &self,
@@ -282,6 +317,13 @@ impl Client {
             }
             (Some(Challenge::Basic), _) => Ok(None),
             (Some(Challenge::Bearer { realm, service, .. }), _) => {
+                check_realm(&realm, self.options.insecure).map_err(|refusal| {
+                    Error::InsecureRealm {
+                        registry: self.registry.clone(),
+                        realm: realm.clone(),
+                        reason: refusal.reason(),
+                    }
+                })?;
                 let key = scopes.join(" ");
                 if let Some((token, expiry)) = self.lock().tokens.get(&key)
                     && Instant::now() < *expiry
@@ -380,6 +422,7 @@ impl Client {
             .token()
             .ok_or_else(|| fail("the answer has no token".into()))?
             .to_string();
+        crate::redact::register(&token);
         Ok((token, Duration::from_secs(answer.expires_in.unwrap_or(60))))
     }
 
@@ -465,6 +508,164 @@ pub(super) fn is_loopback(registry: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Serves HTTP/1.1 on 127.0.0.1: answers each request with `answer(head)` and records
+    /// every request head (lowercased). Returns the port and the record.
+    async fn serve(
+        answer: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> (u16, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let answer = Arc::new(answer);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (record, answer) = (Arc::clone(&record), Arc::clone(&answer));
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte).await {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let response = answer(&head);
+                    record.lock().unwrap().push(head);
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    fn response(status: &str, headers: &str) -> String {
+        format!("HTTP/1.1 {status}\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n")
+    }
+
+    /// Options for a loopback registry at `registry` with basic credentials `alice:<password>`.
+    fn options_with_password(
+        dir: &std::path::Path,
+        registry: &str,
+        password: &str,
+    ) -> ClientOptions {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
+        let path = dir.join("config.json");
+        std::fs::write(
+            &path,
+            format!(r#"{{"auths": {{"{registry}": {{"auth": "{auth}"}}}}}}"#),
+        )
+        .unwrap();
+        ClientOptions {
+            insecure: true,
+            credentials: CredentialFiles { files: vec![path] },
+            retries: 0,
+            backoff: Duration::from_millis(1),
+            ..ClientOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_http_realm_on_another_host_is_refused_and_gets_no_credentials() {
+        // issue 10: a registry whose bearer realm is plain http on another host.
+        let (port, seen) = serve(|_| {
+            response(
+                "401 Unauthorized",
+                "www-authenticate: Bearer realm=\"http://ferry-realm.invalid/token\",service=\"r\"\r\n",
+            )
+        })
+        .await;
+        let registry = format!("127.0.0.1:{port}");
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::new(
+            &registry,
+            options_with_password(dir.path(), &registry, "realm-pass-1"),
+        )
+        .unwrap();
+        let url = client.url("/v2/demo/app/manifests/latest");
+        let op = Op::new("manifest fetch", "demo/app", false);
+        let err = client
+            .send(&op, || client.http().get(&url))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InsecureRealm { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "registry {registry} names the token realm http://ferry-realm.invalid/token, \
+                 which ferry refuses: it is plain http to a host that is not loopback, so \
+                 credentials and tokens would cross the network in clear"
+            )
+        );
+        assert!(!crate::ui::Diagnostic::hints(&err).is_empty());
+        let seen = seen.lock().unwrap();
+        assert!(!seen.is_empty());
+        assert!(
+            seen.iter().all(|head| !head.contains("authorization:")),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_go_only_to_the_registry_host() {
+        // issue 10: an upload Location on another host must not receive the credentials.
+        let (port, seen) = serve(|head| {
+            if head.contains("authorization:") {
+                response("200 OK", "")
+            } else {
+                response(
+                    "401 Unauthorized",
+                    "www-authenticate: Basic realm=\"r\"\r\n",
+                )
+            }
+        })
+        .await;
+        let (other_port, other_seen) = serve(|_| response("202 Accepted", "")).await;
+        let registry = format!("127.0.0.1:{port}");
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::new(
+            &registry,
+            options_with_password(dir.path(), &registry, "host-pass-2"),
+        )
+        .unwrap();
+        client.ping().await.unwrap();
+        let op = Op::new("blob upload", "demo/app", true);
+        let own = client.url("/v2/demo/app/blobs/uploads/");
+        let resp = client.send(&op, || client.http().get(&own)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            seen.lock()
+                .unwrap()
+                .iter()
+                .any(|h| h.contains("authorization: basic"))
+        );
+        let elsewhere = format!("http://localhost:{other_port}/upload/1");
+        let resp = client
+            .send(&op, || client.http().get(&elsewhere))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let other_seen = other_seen.lock().unwrap();
+        assert_eq!(other_seen.len(), 1);
+        assert!(!other_seen[0].contains("authorization:"), "{other_seen:?}");
+    }
+
+    #[test]
+    fn cached_tokens_never_show_in_debug() {
+        let mut state = AuthState::default();
+        state.tokens.insert(
+            "repository:a:pull".into(),
+            ("cached-token-8080".into(), Instant::now()),
+        );
+        let debug = format!("{state:?}");
+        assert!(!debug.contains("cached-token-8080"), "{debug}");
+        assert!(debug.contains("repository:a:pull"), "{debug}");
+    }
 
     #[test]
     fn only_loopback_registries_may_be_insecure() {

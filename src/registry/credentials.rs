@@ -4,6 +4,8 @@
 //! then `credsStore`. Helpers run as `docker-credential-<name> get` with the host on stdin.
 //!
 //! The source of the credentials is always recorded, so a 401 can say where they came from.
+//! Passwords and tokens are registered with [`crate::redact`] as they are found, and no type
+//! here shows one in `Debug`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -91,7 +93,8 @@ struct ConfigFile {
     creds_store: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// One `auths` entry; `Debug` shows which fields are set, never their values.
+#[derive(Default, Deserialize)]
 struct AuthEntry {
     #[serde(default)]
     auth: Option<String>,
@@ -103,11 +106,51 @@ struct AuthEntry {
     identitytoken: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A credential helper's answer; `Debug` shows the user name only.
+#[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct HelperAnswer {
     username: String,
     secret: String,
+}
+
+/// `Some("***")` for a set secret field, for `Debug`.
+fn hidden(field: &Option<String>) -> Option<&'static str> {
+    field.as_ref().map(|_| "***")
+}
+
+impl std::fmt::Debug for AuthEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthEntry")
+            .field("auth", &hidden(&self.auth))
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("identitytoken", &hidden(&self.identitytoken))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for HelperAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelperAnswer")
+            .field("username", &self.username)
+            .field("secret", &"***")
+            .finish()
+    }
+}
+
+/// Registers the secret of `credentials` with [`crate::redact`] (and, for Basic, the
+/// `user:password` pair whose base64 is the `Authorization` header and the `auth` field).
+fn registered(credentials: Credentials) -> Credentials {
+    match &credentials.secret {
+        Secret::Anonymous => {}
+        Secret::Basic { username, password } => {
+            let pair = format!("{username}:{}", password.expose());
+            crate::redact::register_all([password.expose().as_str(), pair.as_str()]);
+        }
+        Secret::IdentityToken(token) => crate::redact::register(token.expose()),
+    }
+    credentials
 }
 
 /// Finds credentials for `registry` (`host[:port]`).
@@ -116,6 +159,10 @@ struct HelperAnswer {
 /// [`Error::Credentials`] when a file exists but is malformed, [`Error::Helper`] when a
 /// configured helper cannot be run or fails for another reason than "not found".
 pub fn lookup(registry: &str, files: &CredentialFiles) -> Result<Credentials, Error> {
+    lookup_unregistered(registry, files).map(registered)
+}
+
+fn lookup_unregistered(registry: &str, files: &CredentialFiles) -> Result<Credentials, Error> {
     for file in &files.files {
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
@@ -296,7 +343,30 @@ mod tests {
             c.source
         );
         assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(crate::redact::scrub("sent s3cret"), "sent ***");
+        assert_eq!(crate::redact::scrub(&format!("Basic {auth}")), "Basic ***");
         assert_eq!(lookup("other:1", &f).unwrap().secret, Secret::Anonymous);
+    }
+
+    #[test]
+    fn entries_and_helper_answers_hide_secrets_in_debug() {
+        let entry: ConfigFile = serde_json::from_str(
+            r#"{"auths": {"r": {"auth": "YWxpY2U6ZW50cnktcGFzcw==", "username": "alice",
+                "password": "entry-pass", "identitytoken": "entry-token"}}}"#,
+        )
+        .unwrap();
+        let debug = format!("{entry:?}");
+        for value in ["YWxpY2U6ZW50cnktcGFzcw", "entry-pass", "entry-token"] {
+            assert!(!debug.contains(value), "{debug}");
+        }
+        assert!(debug.contains("alice"), "{debug}");
+        let answer: HelperAnswer =
+            serde_json::from_str(r#"{"Username": "bob", "Secret": "helper-secret"}"#).unwrap();
+        let debug = format!("{answer:?}");
+        assert!(
+            !debug.contains("helper-secret") && debug.contains("bob"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -48,6 +48,17 @@ pub enum Error {
         /// The registry host.
         registry: String,
     },
+    /// A registry named a token realm that may not receive credentials (plain http to another
+    /// host, or not a URL); nothing was sent to it.
+    #[error("registry {registry} names the token realm {realm}, which ferry refuses: {reason}")]
+    InsecureRealm {
+        /// The registry host.
+        registry: String,
+        /// The realm of its `WWW-Authenticate: Bearer` challenge.
+        realm: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// The registry could not be reached (after retries).
     #[error("cannot reach registry {registry} ({operation})")]
     Connect {
@@ -225,6 +236,7 @@ impl Diagnostic for Error {
         match self {
             Error::InvalidReference { .. }
             | Error::InsecureNotLoopback { .. }
+            | Error::InsecureRealm { .. }
             | Error::Unauthorized { .. }
             | Error::Forbidden { .. }
             | Error::Credentials { .. }
@@ -258,6 +270,15 @@ impl Diagnostic for Error {
             } => vec![format!(
                 "the credentials from {credentials} lack push or pull rights on {repository}"
             )],
+            Error::InsecureRealm { registry, .. } => vec![
+                format!(
+                    "no credentials or tokens were sent; configure {registry}'s token service \
+                     with an https realm (for distribution: `auth.token.realm`)"
+                ),
+                "plain http is accepted only for a token service on 127.0.0.1, localhost or \
+                 [::1], with --insecure"
+                    .to_string(),
+            ],
             Error::Helper { program, .. } => vec![format!(
                 "is {program} installed and on PATH? it is named by credHelpers/credsStore in the docker config"
             )],

@@ -16,6 +16,10 @@
 //! never returns a record assembled from two writes. All Secrets have type
 //! [`SECRET_TYPE`]. The environment is part of the name (not only the namespace) so two
 //! environments sharing a namespace never overwrite each other's history.
+//!
+//! A record holds rendered Secrets in clear: decoding one registers their values with
+//! [`crate::redact`] (so `rollback`, which has no secret store, still hides them from every
+//! output), and a record's `Debug` shows its objects as `***`.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -175,7 +179,9 @@ fn now() -> String {
 }
 
 /// One release of an application to an environment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Debug` prints the objects as `***` (they include rendered Secrets).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseRecord {
     /// The application.
     pub app: String,
@@ -209,6 +215,27 @@ pub struct ReleaseRecord {
     /// `rollback` the revision it re-releases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+}
+
+impl std::fmt::Debug for ReleaseRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let objects = format!("*** ({} objects)", self.objects.len());
+        f.debug_struct("ReleaseRecord")
+            .field("app", &self.app)
+            .field("env", &self.env)
+            .field("revision", &self.revision)
+            .field("status", &self.status)
+            .field("candidate", &self.candidate)
+            .field("objects", &objects)
+            .field("timings", &self.timings)
+            .field("availability", &self.availability)
+            .field("checks", &self.checks)
+            .field("released_by", &self.released_by)
+            .field("failure", &self.failure)
+            .field("rolled_back_to", &self.rolled_back_to)
+            .field("source", &self.source)
+            .finish()
+    }
 }
 
 /// A record as history lists it, read from the head Secret's labels and annotations only.
@@ -342,7 +369,8 @@ pub fn encode(record: &ReleaseRecord) -> Result<EncodedRecord, RecordError> {
     Ok(EncodedRecord { chunks, digest })
 }
 
-/// Joins, verifies, decompresses and parses chunks written by [`encode`].
+/// Joins, verifies, decompresses and parses chunks written by [`encode`], and registers the
+/// values of the Secrets it holds with [`crate::redact`].
 ///
 /// # Errors
 /// [`RecordError::Incomplete`] when the digest does not match, [`RecordError::Corrupt`] when
@@ -369,7 +397,11 @@ pub fn decode(
     if json.len() as u64 > MAX_RECORD {
         return Err(corrupt(std::io::Error::other("the record is too large")));
     }
-    serde_json::from_slice(&json).map_err(|e| corrupt(e.into()))
+    let record: ReleaseRecord = serde_json::from_slice(&json).map_err(|e| corrupt(e.into()))?;
+    for object in &record.objects {
+        crate::redact::register_object(object);
+    }
+    Ok(record)
 }
 
 /// The revision after the newest of `history` (sorted by revision): 1 for an empty history.
@@ -794,6 +826,32 @@ pub(crate) mod tests {
             rolled_back_to: None,
             source: None,
         }
+    }
+
+    #[test]
+    fn a_record_hides_its_secrets_in_debug_and_registers_them_when_decoded() {
+        // issue 10: a record's objects hold rendered Secrets in clear.
+        let mut record = big_record(10);
+        record.objects.push(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+            "data": {"password": base64_of("record-secret-5150")},
+        }));
+        let debug = format!("{record:?} {record:#?}");
+        assert!(!debug.contains(&base64_of("record-secret-5150")), "{debug}");
+        assert!(debug.contains("*** (2 objects)"), "{debug}");
+        let enc = encode(&record).unwrap();
+        let decoded = decode(7, &enc.chunks, &enc.digest).unwrap();
+        assert_eq!(decoded, record);
+        assert_eq!(
+            crate::redact::scrub("env: record-secret-5150"),
+            "env: ***",
+            "rollback prints objects from records without a secret store"
+        );
+    }
+
+    fn base64_of(text: &str) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(text)
     }
 
     #[test]

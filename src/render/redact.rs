@@ -1,65 +1,37 @@
 //! Redaction of secret values from a bundle before it is shown to anyone.
 //!
-//! Secrets' `data` and `stringData` values become `***`, and any other string that contains a
-//! secret's value (plain or base64) has that part replaced, so a secret that leaked into a
-//! ConfigMap or an annotation is not printed either.
+//! Secrets' `data` and `stringData` values become `***` whatever they hold, and every other
+//! string is scrubbed of the secret values this process has seen ([`crate::redact`]), so a
+//! secret that leaked into a ConfigMap, an env value or an annotation is not printed either.
 
-use std::collections::BTreeMap;
-
-use base64::Engine;
 use serde_json::Value;
 
 use super::Bundle;
-use crate::project::Redacted;
+use crate::redact::REDACTED;
 
-/// What a redacted value reads as.
-pub const REDACTED: &str = "***";
-
-/// Hides every secret value in `secrets` inside `bundle`.
-pub fn redact_bundle(bundle: &mut Bundle, secrets: &BTreeMap<String, Redacted<String>>) {
-    let needles = needles(secrets);
+/// Hides every secret value inside `bundle`: Secret `data`/`stringData` entirely, and every
+/// registered value ([`crate::redact::register`]; `{{secret}}` registers what it returns)
+/// wherever else it appears.
+pub fn redact_bundle(bundle: &mut Bundle) {
     for object in &mut bundle.objects {
-        if object.id.kind == "Secret" && object.id.api_version == "v1" {
-            for field in ["data", "stringData"] {
-                if let Some(map) = object.value.get_mut(field).and_then(Value::as_object_mut) {
-                    for value in map.values_mut() {
-                        *value = Value::String(REDACTED.to_string());
-                    }
-                }
-            }
-        }
-        scrub(&mut object.value, &needles);
+        mask_secret_data(&mut object.value);
+        crate::redact::scrub_value(&mut object.value);
     }
 }
 
-/// The strings to hide: each secret and its base64 form, longest first, skipping values too
-/// short to hide without garbling unrelated text.
-fn needles(secrets: &BTreeMap<String, Redacted<String>>) -> Vec<String> {
-    let mut needles: Vec<String> = secrets
-        .values()
-        .flat_map(|s| {
-            let plain = s.expose().clone();
-            let encoded = base64::engine::general_purpose::STANDARD.encode(plain.as_bytes());
-            [plain, encoded]
-        })
-        .filter(|n| n.len() >= 4)
-        .collect();
-    needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-    needles.dedup();
-    needles
-}
-
-fn scrub(value: &mut Value, needles: &[String]) {
-    match value {
-        Value::String(text) => {
-            for needle in needles {
-                if text.contains(needle.as_str()) {
-                    *text = text.replace(needle.as_str(), REDACTED);
-                }
+/// Replaces the values of a Secret's `data` and `stringData` with `***`; other objects are
+/// left alone.
+fn mask_secret_data(object: &mut Value) {
+    let is_secret = object.get("kind").and_then(Value::as_str) == Some("Secret")
+        && object.get("apiVersion").and_then(Value::as_str) == Some("v1");
+    if !is_secret {
+        return;
+    }
+    for field in ["data", "stringData"] {
+        if let Some(map) = object.get_mut(field).and_then(Value::as_object_mut) {
+            for value in map.values_mut() {
+                *value = Value::String(REDACTED.to_string());
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| scrub(v, needles)),
-        Value::Object(map) => map.values_mut().for_each(|v| scrub(v, needles)),
-        _ => {}
     }
 }

@@ -3,12 +3,20 @@
 //! `data` and `json` go to stdout (what pipelines consume); `status`, `warn`, `note`, `hint`
 //! and `error` go to stderr (what people read). A closed stdout (broken pipe) is remembered,
 //! further data is dropped, and the command exits 0 like other Unix filters.
+//!
+//! Every line, on either stream, is scrubbed of the secret values this process has seen
+//! ([`crate::redact::scrub`]) on its way out, so no command, error, cause or hint can print one,
+//! whatever it carries. Only `ferry render --show-secrets` turns that off, for stdout only
+//! ([`Printer::reveal_secrets_on_stdout`]).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
+
+use crate::redact;
 
 /// The shape of data on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
@@ -27,6 +35,7 @@ pub struct Printer {
     format: OutputFormat,
     color: bool,
     stdout_closed: AtomicBool,
+    reveal_on_stdout: AtomicBool,
 }
 
 impl Printer {
@@ -38,7 +47,14 @@ impl Printer {
             format,
             color,
             stdout_closed: AtomicBool::new(false),
+            reveal_on_stdout: AtomicBool::new(false),
         }
+    }
+
+    /// From now on, `data` and `json` print secret values as they are (`--show-secrets`, which
+    /// the user asked for on purpose). Messages on stderr stay scrubbed.
+    pub fn reveal_secrets_on_stdout(&self) {
+        self.reveal_on_stdout.store(true, Ordering::Relaxed);
     }
 
     /// The output format chosen by the user.
@@ -51,11 +67,17 @@ impl Printer {
         self.stdout_closed.load(Ordering::Relaxed)
     }
 
-    /// Writes `text` to stdout as is. Errors other than a broken pipe are reported on stderr.
+    /// Writes `text` to stdout, secret values scrubbed. Errors other than a broken pipe are
+    /// reported on stderr.
     pub fn data(&self, text: &str) {
         if self.stdout_closed() {
             return;
         }
+        let text = if self.reveal_on_stdout.load(Ordering::Relaxed) {
+            Cow::Borrowed(text)
+        } else {
+            redact::scrub(text)
+        };
         let mut out = io::stdout().lock();
         let result = out.write_all(text.as_bytes()).and_then(|()| out.flush());
         if let Err(error) = result {
@@ -67,7 +89,8 @@ impl Printer {
         }
     }
 
-    /// Writes `value` as one line of JSON to stdout.
+    /// Writes `value` as one line of JSON to stdout, secret values scrubbed (also in their
+    /// JSON-escaped form).
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) {
         match serde_json::to_string(value) {
             Ok(line) => self.data(&(line + "\n")),
@@ -108,10 +131,12 @@ impl Printer {
 
     /// Free text for people on stderr (tables, summaries in human mode).
     pub fn text(&self, message: &str) {
+        let message = redact::scrub(message);
         let _ = writeln!(io::stderr().lock(), "{message}");
     }
 
     fn stderr_line(&self, label: &str, message: &str) {
+        let message = redact::scrub(message);
         let _ = writeln!(io::stderr().lock(), "{label} {message}");
     }
 

@@ -16,6 +16,7 @@
 //! - `rollback`: the way back needs only the cluster (issue 10): rollback and crash recovery
 //!   with a broken template and no secrets, from bare files or flags.
 //! - `s3`: the S3 server stores objects and checks SigV4 signatures.
+//! - `secrets`: no command, error or log line shows a secret value (issue 10).
 
 mod apply;
 mod cluster;
@@ -25,4 +26,5 @@ mod release;
 mod release_cmd;
 mod rollback;
 mod s3;
+mod secrets;
 mod support;

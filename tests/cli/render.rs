@@ -273,3 +273,80 @@ fn a_closed_stdout_exits_zero() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// The secret of the issue 10 tests: it contains `: ` (so unquoted it breaks the YAML) and a
+/// `"` (so JSON and YAML escape it).
+const LEAKY: &str = "hunter2: correct-horse \"battery\" staple";
+
+/// Every form of [`LEAKY`] that would give it away.
+fn assert_no_leak(label: &str, text: &str) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(LEAKY);
+    for form in [
+        LEAKY.to_string(),
+        serde_json::to_string(LEAKY).unwrap(),
+        b64.trim_end_matches('=').to_string(),
+        "correct-horse".to_string(),
+    ] {
+        assert!(!text.contains(&form), "{label} shows {form:?}:\n{text}");
+    }
+}
+
+#[test]
+fn a_rendered_yaml_error_never_quotes_a_secret() {
+    // issue 10: the YAML error quotes the offending line, which holds the secret.
+    let demo = Demo::new();
+    demo.write(
+        "templates/extra.yaml.hbs",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  dsn: {{secret \"db-password\"}}\n",
+    );
+    for output in ["human", "json"] {
+        let run = super::support::run(
+            demo.ferry()
+                .args(["render", "staging", "-vv", "--output", output])
+                .env("FERRY_SECRET_DB_PASSWORD", LEAKY),
+            demo.path(),
+        );
+        assert_eq!(run.code, 2, "{}", run.snapshot());
+        assert!(
+            run.stderr.contains("rendered invalid YAML"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("(the line reads `dsn: ***`)"),
+            "{}",
+            run.stderr
+        );
+        assert_no_leak(output, &run.snapshot());
+    }
+}
+
+#[test]
+fn copies_of_a_secret_are_hidden_in_every_encoding() {
+    // issue 10: a secret copied into a ConfigMap, an env value and an annotation, plain and
+    // base64, in YAML and JSON output.
+    let demo = Demo::new();
+    demo.write(
+        "templates/extra.yaml.hbs",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  annotations:\n    copy: {{toJson (secret \"db-password\")}}\ndata:\n  dsn: {{toJson (secret \"db-password\")}}\n  b64: {{b64enc (secret \"db-password\")}}\n  env: |\n    - name: PASSWORD\n      value: {{toJson (secret \"db-password\")}}\n",
+    );
+    for output in ["human", "json"] {
+        let run = super::support::run(
+            demo.ferry()
+                .args(["render", "staging", "-vv", "--output", output])
+                .env("FERRY_SECRET_DB_PASSWORD", LEAKY),
+            demo.path(),
+        );
+        assert_eq!(run.code, 0, "{}", run.snapshot());
+        assert!(run.stdout.contains("***"), "{}", run.stdout);
+        assert_no_leak(output, &run.snapshot());
+    }
+    let shown = super::support::run(
+        demo.ferry()
+            .args(["render", "staging", "--show-secrets"])
+            .env("FERRY_SECRET_DB_PASSWORD", LEAKY),
+        demo.path(),
+    );
+    assert!(shown.stdout.contains("correct-horse"), "{}", shown.stdout);
+}
