@@ -44,8 +44,9 @@ impl fmt::Display for ObjectRef {
 ///
 /// # Guarantees
 /// `value` is a JSON object with non-empty string `apiVersion`, `kind` and `metadata.name`
-/// (checked by [`Object::new`]).
-#[derive(Debug, Clone, PartialEq)]
+/// (checked by [`Object::new`]). `Debug` shows who the object is, never its content (a
+/// rendered Secret holds values in clear), so a bundle or a record cannot leak through `{:?}`.
+#[derive(Clone, PartialEq)]
 pub struct Object {
     /// Who the object is.
     pub id: ObjectRef,
@@ -53,6 +54,16 @@ pub struct Object {
     pub value: Value,
     /// The template it came from, when it was rendered from one.
     pub origin: Option<Origin>,
+}
+
+impl std::fmt::Debug for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Object")
+            .field("id", &self.id)
+            .field("value", &"***")
+            .field("origin", &self.origin)
+            .finish()
+    }
 }
 
 /// Why a document is not a Kubernetes object.
@@ -177,5 +188,18 @@ mod tests {
             Object::new(json!("hello"), None).unwrap_err(),
             ObjectError::NotAMapping
         );
+    }
+
+    #[test]
+    fn debug_never_shows_the_content() {
+        let obj = Object::new(
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "db"}, "stringData": {"password": "hunter2-secret"}}),
+            None,
+        )
+        .unwrap();
+        let shown = format!("{obj:?} {:?}", vec![obj.clone()]);
+        assert!(shown.contains("db"), "{shown}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
     }
 }
