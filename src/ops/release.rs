@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::{Api, Client};
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -29,11 +28,11 @@ use crate::object::{Object, ObjectError};
 use crate::policy::{self, Finding, LintContext, Severity};
 use crate::release::{
     AvailabilityError, AvailabilityWatch, Candidate, CheckError, CheckResult, CheckSpec,
-    DEFAULT_LEASE_DURATION, LockError, LockGuard, LockOptions, RecordError, RecordStore,
-    RecordSummary, ReleaseRecord, ReleaseStatus, RolloutError, RolloutOutcome, RolloutReporter,
-    RolloutWatch, ServiceAvailability, ServiceFloor, ServiceProxy, Timings, WaitOptions, Workload,
-    WorkloadKind, WorkloadOutcome, acquire, availability_floor, current_user, default_holder,
-    http_client, next_revision_after, run_checks, wait_for_rollout,
+    DEFAULT_LEASE_DURATION, FloorError, LockError, LockGuard, LockOptions, RecordError,
+    RecordStore, RecordSummary, ReleaseRecord, ReleaseStatus, RolloutError, RolloutOutcome,
+    RolloutReporter, RolloutWatch, ServiceAvailability, ServiceProxy, Timings, WaitOptions,
+    Workload, WorkloadKind, WorkloadOutcome, acquire, current_user, default_holder, http_client,
+    next_revision_after, run_checks, wait_for_rollout,
 };
 use crate::ui::{Diagnostic, ExitStatus};
 
@@ -304,6 +303,8 @@ enum Stop {
     Interrupted,
     /// Something failed: one line saying what.
     Failed(String),
+    /// The lock was lost: stop changing the cluster at once (no rollback); one line.
+    LockLost(String),
 }
 
 /// What the phases produced, kept even when they stop part-way.
@@ -528,6 +529,7 @@ pub async fn release(
     record.availability = attempt.availability.clone();
     record.checks = attempt.checks.clone();
     let mut interrupted = false;
+    let mut lock_lost = false;
     match result {
         Ok(()) => record.status = ReleaseStatus::Succeeded,
         Err(stop) => {
@@ -537,6 +539,10 @@ pub async fn release(
                     "interrupted by a signal".to_string()
                 }
                 Stop::Failed(f) => f,
+                Stop::LockLost(f) => {
+                    lock_lost = true;
+                    f
+                }
             };
             record.failure = Some(failure.clone());
             record.status = ReleaseStatus::Failed;
@@ -546,8 +552,10 @@ pub async fn release(
                 .await
                 .unwrap_or(previous)
                 .filter(|p| p.revision != record.revision);
+            // Without the lock another release may be changing the cluster: restore nothing.
             if attempt.apply_started
                 && opts.rollback
+                && !lock_lost
                 && let Some(target) = target
             {
                 match restore(&ctx, &target).await {
@@ -675,7 +683,21 @@ async fn arm_availability(
     environment: &str,
     objects: &[Object],
 ) -> Result<AvailabilityWatch, Error> {
-    let floors = floors(&ctx.client, &ctx.namespace, objects).await?;
+    let floors = crate::release::floors(&ctx.client, &ctx.namespace, objects)
+        .await
+        .map_err(|e| match e {
+            FloorError::Live {
+                kind,
+                namespace,
+                name,
+                source,
+            } => Error::Live {
+                kind,
+                namespace,
+                name,
+                source,
+            },
+        })?;
     AvailabilityWatch::start(
         &ctx.client,
         &ctx.namespace,
@@ -720,7 +742,14 @@ async fn phases(
     let prepared = prepared.map_err(|failure| Stop::Failed(chain(&failure.error)))?;
     attempt.apply_started = true;
     let t = Instant::now();
-    let applied = or_interrupt(prepared.run(ctx.apply_reporter), &ctx.interrupt).await;
+    // The reference for "how long into the rollout" a minimum was reached.
+    let rollout_started = Timestamp::now();
+    let applied = tokio::select! {
+        biased;
+        () = ctx.interrupt.clone() => None,
+        e = guard.lost() => return Err(lock_lost(&e, "apply")),
+        r = prepared.run(ctx.apply_reporter) => Some(r),
+    };
     timings.phase("apply", t.elapsed());
     let report = match applied {
         None => return Err(Stop::Interrupted),
@@ -735,6 +764,8 @@ async fn phases(
     attempt.objects = report.objects;
     attempt.pruned = report.pruned;
 
+    // A fall below a floor, a gap in an availability watch or a lost lock stops the rollout
+    // wait at once.
     let t = Instant::now();
     let rollout = tokio::select! {
         biased;
@@ -742,49 +773,54 @@ async fn phases(
             attempt.availability = watch.snapshot();
             return Err(Stop::Interrupted);
         }
-        b = watch.breached() => {
+        e = guard.lost() => {
             attempt.availability = watch.snapshot();
-            return Err(Stop::Failed(format!(
-                "service {} fell to {} ready endpoints, below its floor of {}",
-                b.service, b.min_ready, b.floor
-            )));
+            return Err(lock_lost(&e, "rollout"));
+        }
+        f = watch.failed() => {
+            attempt.availability = watch.snapshot();
+            return Err(availability_failed(&f, rollout_started));
         }
         r = rollout_watch.wait(&workloads, ctx.timeout, WaitOptions::default(), ctx.reporter.as_ref()) => r,
     };
     timings.phase("rollout", t.elapsed());
     tracing::debug!(elapsed = ?t.elapsed(), "rollout complete");
+    attempt.availability = watch.snapshot();
     match rollout {
         Ok(outcome) => attempt.workloads = outcome.workloads,
-        Err(e) => {
-            attempt.availability = watch.snapshot();
-            return Err(Stop::Failed(chain(&e)));
-        }
+        Err(e) => return Err(Stop::Failed(chain(&e))),
     }
-    attempt.availability = watch.finish().await.map_err(|e| Stop::Failed(chain(&e)))?;
+    // The proof: each watch current at the end, no gap since before the apply.
+    let finished = tokio::select! {
+        biased;
+        () = ctx.interrupt.clone() => return Err(Stop::Interrupted),
+        e = guard.lost() => return Err(lock_lost(&e, "availability check")),
+        r = watch.finish() => r,
+    };
+    attempt.availability = finished.map_err(|e| Stop::Failed(chain(&e)))?;
     tracing::debug!("availability watch finished");
-    if let Some(b) = attempt.availability.iter().find(|a| !a.held) {
-        return Err(Stop::Failed(format!(
-            "service {} fell to {} ready endpoints, below its floor of {}",
-            b.service, b.min_ready, b.floor
-        )));
+    if let Some(line) = attempt
+        .availability
+        .iter()
+        .find_map(|a| a.failure(Some(rollout_started)))
+    {
+        return Err(Stop::Failed(line));
     }
-    guard.check().map_err(|e| Stop::Failed(chain(&e)))?;
+    if let Err(e) = guard.check() {
+        return Err(lock_lost(&e, "rollout"));
+    }
 
     let t = Instant::now();
-    let results = or_interrupt(
-        run_checks(
-            http,
-            Some(&ServiceProxy {
-                client: ctx.proxy_client.clone(),
-                namespace: ctx.namespace.clone(),
-            }),
-            specs,
-            ctx.reporter.as_ref(),
-        ),
-        &ctx.interrupt,
-    )
-    .await
-    .ok_or(Stop::Interrupted)?;
+    let proxy = ServiceProxy {
+        client: ctx.proxy_client.clone(),
+        namespace: ctx.namespace.clone(),
+    };
+    let results = tokio::select! {
+        biased;
+        () = ctx.interrupt.clone() => return Err(Stop::Interrupted),
+        e = guard.lost() => return Err(lock_lost(&e, "checks")),
+        r = run_checks(http, Some(&proxy), specs, ctx.reporter.as_ref()) => r,
+    };
     timings.phase("checks", t.elapsed());
     attempt.checks = results;
     if let Some(failed) = attempt.checks.iter().find(|c| !c.passed) {
@@ -795,6 +831,23 @@ async fn phases(
         )));
     }
     Ok(())
+}
+
+/// The stop for a lock lost during `phase`.
+fn lock_lost(error: &LockError, phase: &str) -> Stop {
+    Stop::LockLost(format!(
+        "{} during the {phase}: ferry stopped at once and restored nothing",
+        chain(error)
+    ))
+}
+
+/// The stop for an availability watch that saw a floor breached or lost its proof.
+fn availability_failed(figures: &ServiceAvailability, rollout_started: Timestamp) -> Stop {
+    Stop::Failed(
+        figures
+            .failure(Some(rollout_started))
+            .unwrap_or_else(|| format!("availability of service {} failed", figures.service)),
+    )
 }
 
 /// Server-side applies `objects` with pruning under field manager `ferry`.
@@ -1031,127 +1084,4 @@ fn images_of(objects: &[Object]) -> BTreeMap<String, String> {
         }
     }
     images
-}
-
-/// The Services in front of workloads that already run, with their floors: `replicas −
-/// maxUnavailable` of the new spec, never above what is ready now (a first install or a
-/// scale-up has nothing more to keep available).
-async fn floors(
-    client: &Client,
-    namespace: &str,
-    objects: &[Object],
-) -> Result<Vec<ServiceFloor>, Error> {
-    // Which workload each Service selects, and the floor its manifest asks for.
-    let mut pairs: Vec<(&str, &Object, u32)> = Vec::new();
-    for svc in objects.iter().filter(|o| o.id.kind == "Service") {
-        let Some(selector) = svc
-            .value
-            .pointer("/spec/selector")
-            .and_then(Value::as_object)
-            .filter(|s| !s.is_empty())
-        else {
-            continue;
-        };
-        for w in objects {
-            let Some(labels) = w
-                .value
-                .pointer("/spec/template/metadata/labels")
-                .and_then(Value::as_object)
-            else {
-                continue;
-            };
-            if selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-                && let Some(floor) = manifest_floor(w)
-            {
-                pairs.push((svc.id.name.as_str(), w, floor));
-            }
-        }
-    }
-    // The live ready replicas of each workload concerned (once each), read concurrently.
-    let workloads: BTreeMap<(&str, &str), &Object> = pairs
-        .iter()
-        .map(|(_, w, _)| ((w.id.kind.as_str(), w.id.name.as_str()), *w))
-        .collect();
-    let ready: Vec<Option<i32>> = futures::future::try_join_all(
-        workloads
-            .values()
-            .map(|w| live_ready(client, namespace, &w.id.kind, &w.id.name)),
-    )
-    .await?;
-    let ready: BTreeMap<(&str, &str), Option<i32>> = workloads.into_keys().zip(ready).collect();
-    let mut floors: BTreeMap<String, u32> = BTreeMap::new();
-    for (service, w, floor) in pairs {
-        // A workload not live yet has nothing to keep available.
-        let Some(ready) = ready[&(w.id.kind.as_str(), w.id.name.as_str())] else {
-            continue;
-        };
-        let floor = floor.min(u32::try_from(ready).unwrap_or(0));
-        if floor > 0 {
-            *floors.entry(service.to_string()).or_insert(0) += floor;
-        }
-    }
-    Ok(floors
-        .into_iter()
-        .map(|(service, floor)| ServiceFloor { service, floor })
-        .collect())
-}
-
-/// The availability floor a Deployment's or StatefulSet's manifest asks for (replicas minus
-/// maxUnavailable); `None` for other kinds.
-fn manifest_floor(w: &Object) -> Option<u32> {
-    let replicas = w
-        .value
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .and_then(|r| i32::try_from(r).ok())
-        .unwrap_or(1);
-    match w.id.kind.as_str() {
-        "Deployment" => {
-            let max: Option<IntOrString> = w
-                .value
-                .pointer("/spec/strategy/rollingUpdate/maxUnavailable")
-                .and_then(|v| serde_json::from_value(v.clone()).ok());
-            Some(availability_floor(replicas, max.as_ref()))
-        }
-        "StatefulSet" => {
-            let max: IntOrString = w
-                .value
-                .pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable")
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or(IntOrString::Int(1));
-            Some(availability_floor(replicas, Some(&max)))
-        }
-        _ => None,
-    }
-}
-
-/// The ready replicas of a live Deployment or StatefulSet; `None` when it does not exist.
-async fn live_ready(
-    client: &Client,
-    namespace: &str,
-    kind: &str,
-    name: &str,
-) -> Result<Option<i32>, Error> {
-    let live_err = |kind: &'static str| {
-        move |source: kube::Error| Error::Live {
-            kind,
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            source: Box::new(source),
-        }
-    };
-    let ready = match kind {
-        "Deployment" => Api::<Deployment>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(live_err("Deployment"))?
-            .map(|d| d.status.and_then(|s| s.ready_replicas).unwrap_or(0)),
-        "StatefulSet" => Api::<StatefulSet>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(live_err("StatefulSet"))?
-            .map(|s| s.status.and_then(|s| s.ready_replicas).unwrap_or(0)),
-        _ => None,
-    };
-    Ok(ready)
 }
