@@ -204,6 +204,10 @@ impl Diagnostic for LockError {
                 ],
                 _ => Vec::new(),
             },
+            LockError::Lost { env, .. } => vec![
+                "another process took the lock while this release ran (or renewals failed until it expired): ferry stopped at once and restored nothing".to_string(),
+                format!("`ferry status {env}` shows what is live now; `ferry history {env}` what each release did"),
+            ],
             _ => Vec::new(),
         }
     }
