@@ -779,7 +779,9 @@ async fn phases(
         }
         f = watch.failed() => {
             attempt.availability = watch.snapshot();
-            return Err(availability_failed(&f, rollout_started));
+            // The latest figures of that Service (it may have fallen further since).
+            let f = attempt.availability.iter().find(|a| a.service == f.service).unwrap_or(&f);
+            return Err(availability_failed(f, rollout_started));
         }
         r = rollout_watch.wait(&workloads, ctx.timeout, WaitOptions::default(), ctx.reporter.as_ref()) => r,
     };
