@@ -1238,3 +1238,97 @@ async fn a_service_check_goes_through_the_api_server_proxy() {
         Some("no cluster to reach the Service through")
     );
 }
+
+/// Issue 10: every workload kind behind a Service gets a floor; a DaemonSet's comes from its
+/// live desiredNumberScheduled (two kwok nodes), and a Service not live yet has none.
+#[tokio::test]
+async fn statefulsets_and_daemonsets_behind_services_get_floors() {
+    let ns = TestNamespace::new("rel-floors").await;
+    let sts = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": { "name": "db" },
+        "spec": { "replicas": 3, "serviceName": "db",
+                  "selector": { "matchLabels": { "app": "db" } },
+                  "template": { "metadata": { "labels": { "app": "db" } },
+                                "spec": { "containers": [{ "name": "db", "image": "registry.invalid/db:1" }] } } }
+    });
+    let ds = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": { "name": "agent" },
+        "spec": { "selector": { "matchLabels": { "app": "agent" } },
+                  "updateStrategy": { "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 1 } },
+                  "template": { "metadata": { "labels": { "app": "agent" } },
+                                "spec": { "containers": [{ "name": "a", "image": "registry.invalid/agent:1" }] } } }
+    });
+    let service = |name: &str, app: &str| {
+        json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": name },
+                "spec": { "selector": { "app": app }, "ports": [{ "port": 80 }] } })
+    };
+    let sts_created = ns
+        .api::<StatefulSet>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(sts.clone()).expect("sts"),
+        )
+        .await
+        .expect("create statefulset");
+    let ds_created = ns
+        .api::<DaemonSet>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(ds.clone()).expect("ds"),
+        )
+        .await
+        .expect("create daemonset");
+    create_service(&ns, "db").await;
+    create_service(&ns, "agent").await;
+    wait_for_rollout(
+        &ns.client,
+        &[
+            workload(
+                &ns,
+                WorkloadKind::StatefulSet,
+                "db",
+                sts_created.metadata.generation.expect("generation"),
+            ),
+            workload(
+                &ns,
+                WorkloadKind::DaemonSet,
+                "agent",
+                ds_created.metadata.generation.expect("generation"),
+            ),
+        ],
+        WAIT,
+        WaitOptions::default(),
+        &NoopRolloutReporter,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("first rollout: {e}"));
+
+    let objects: Vec<ferry::object::Object> = [
+        sts,
+        ds,
+        service("db", "db"),
+        service("agent", "agent"),
+        service("new", "agent"),
+    ]
+    .into_iter()
+    .map(|v| ferry::object::Object::new(v, None).expect("object"))
+    .collect();
+    let floors = ferry::release::floors(&ns.client, ns.name(), &objects)
+        .await
+        .expect("floors");
+    assert_eq!(
+        floors,
+        [
+            // Two nodes, maxUnavailable 0: both pods.
+            ServiceFloor {
+                service: "agent".into(),
+                floor: 2
+            },
+            // Three replicas, one pod at a time.
+            ServiceFloor {
+                service: "db".into(),
+                floor: 2
+            },
+        ]
+    );
+}
