@@ -32,12 +32,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{Timestamp, Unit};
-use kube::api::{Api, ListParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
@@ -55,6 +55,13 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Consecutive watch errors (each after the watcher's backoff) before a Service's watch gives
 /// up arming. After arming, a single error is a gap.
 const MAX_WATCH_ERRORS: u32 = 5;
+
+/// The server-side timeout of the EndpointSlice watch: long enough that a stream ending
+/// during a release means the connection broke (a gap), not that the server closed it.
+const WATCH_TIMEOUT_SECS: u32 = 3600;
+
+/// The pause before a fresh list when a watch fails before arming.
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
 /// How long [`AvailabilityWatch::finish`] waits for each watch to show what a fresh, consistent
 /// list of the Service's slices shows. A watch further behind than this proves nothing.
@@ -430,7 +437,10 @@ impl Tracker {
 
     /// The watch stopped delivering events.
     fn ended(&mut self, now: Timestamp) {
-        self.gap(format!("the EndpointSlice watch ended at {}", clock(now)));
+        self.gap(format!(
+            "the EndpointSlice watch stream was cut at {}; changes after it may have been missed",
+            clock(now)
+        ));
     }
 
     /// Marks the figures unproven (the first reason stands).
@@ -535,11 +545,8 @@ impl AvailabilityWatch {
         for s in services {
             let (tx, rx) = oneshot::channel();
             synced.push((s.clone(), rx));
-            let cfg =
-                watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={}", s.service));
-            let events = watcher(api.clone(), cfg).default_backoff();
             tasks.push(tokio::spawn(watch_service(
-                events,
+                api.clone(),
                 namespace.to_string(),
                 Tracker::new(s.clone()),
                 Arc::clone(&shared),
@@ -720,47 +727,117 @@ impl Drop for AvailabilityWatch {
     }
 }
 
-/// One Service's watch: feeds `events` to `tracker` and publishes what changes.
+/// One Service's watch: one consistent list, then one watch from the list's resourceVersion,
+/// fed to `tracker`. Not kube's `watcher`: it resumes a broken watch silently (a connection
+/// cut ends the stream as if the server had closed it), which is exactly the gap a proof must
+/// not hide. Before arming, a failed list or watch is retried with a fresh list; after
+/// arming, the end of the watch stream or an error is a gap, and the task stops.
 async fn watch_service(
-    events: impl Stream<Item = Result<watcher::Event<EndpointSlice>, watcher::Error>>,
+    api: Api<EndpointSlice>,
     namespace: String,
     mut tracker: Tracker,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     synced: oneshot::Sender<()>,
 ) -> Result<(), AvailabilityError> {
-    let mut events = std::pin::pin!(events);
+    let selector = format!("{SERVICE_NAME_LABEL}={}", tracker.target.service);
+    let lp = ListParams::default().labels(&selector);
+    let wp = WatchParams::default()
+        .labels(&selector)
+        .timeout(WATCH_TIMEOUT_SECS);
     let mut synced = Some(synced);
-    loop {
-        let event = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return Ok(()),
-            event = events.next() => event,
-        };
-        let now = Timestamp::now();
-        let Some(event) = event else {
-            tracker.ended(now);
-            shared.publish(&tracker);
-            return Ok(());
-        };
+    let mut feed = |tracker: &mut Tracker,
+                    event: Result<watcher::Event<EndpointSlice>, watcher::Error>|
+     -> Result<(), AvailabilityError> {
         if let Err(e) = &event {
             tracing::debug!(service = %tracker.target.service, error = %e, "EndpointSlice watch error");
         }
-        match tracker.on(event, now) {
+        match tracker.on(event, Timestamp::now()) {
             Step::Waiting => {}
             Step::GaveUp(e) => {
                 return Err(AvailabilityError::Watch {
-                    namespace,
+                    namespace: namespace.clone(),
                     service: tracker.target.service.clone(),
                     source: Box::new(e),
                 });
             }
             Step::Armed => {
-                shared.publish(&tracker);
+                shared.publish(tracker);
                 if let Some(tx) = synced.take() {
                     let _ = tx.send(());
                 }
             }
-            Step::Changed => shared.publish(&tracker),
+            Step::Changed => shared.publish(tracker),
+        }
+        Ok(())
+    };
+    loop {
+        let listed = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+            listed = api.list(&lp) => listed,
+        };
+        let rv = match listed {
+            Ok(list) => {
+                feed(&mut tracker, Ok(watcher::Event::Init))?;
+                for slice in list.items {
+                    feed(&mut tracker, Ok(watcher::Event::InitApply(slice)))?;
+                }
+                feed(&mut tracker, Ok(watcher::Event::InitDone))?;
+                list.metadata.resource_version
+            }
+            Err(e) => {
+                feed(&mut tracker, Err(watcher::Error::InitialListFailed(e)))?;
+                None
+            }
+        };
+        if let Some(rv) = rv {
+            let started = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+                started = api.watch(&wp, &rv) => started,
+            };
+            match started {
+                Err(e) => feed(&mut tracker, Err(watcher::Error::WatchStartFailed(e)))?,
+                Ok(events) => {
+                    let mut events = std::pin::pin!(events);
+                    loop {
+                        let event = tokio::select! {
+                            _ = stop.wait_for(|s| *s) => return Ok(()),
+                            event = events.next() => event,
+                        };
+                        match event {
+                            Some(Ok(WatchEvent::Added(s) | WatchEvent::Modified(s))) => {
+                                feed(&mut tracker, Ok(watcher::Event::Apply(s)))?;
+                            }
+                            Some(Ok(WatchEvent::Deleted(s))) => {
+                                feed(&mut tracker, Ok(watcher::Event::Delete(s)))?;
+                            }
+                            Some(Ok(WatchEvent::Bookmark(_))) => {}
+                            Some(Ok(WatchEvent::Error(status))) => {
+                                feed(&mut tracker, Err(watcher::Error::WatchError(status)))?;
+                                break;
+                            }
+                            Some(Err(e)) => {
+                                feed(&mut tracker, Err(watcher::Error::WatchFailed(e)))?;
+                                break;
+                            }
+                            None => {
+                                // A cut connection ends the stream like a server timeout.
+                                tracker.ended(Timestamp::now());
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if tracker.figures.is_some() {
+            // The proof is gone (the gap is recorded): report it and stop watching.
+            shared.publish(&tracker);
+            return Ok(());
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+            () = tokio::time::sleep(RETRY_BACKOFF) => {}
         }
     }
 }
@@ -975,7 +1052,13 @@ mod tests {
     fn an_ended_watch_is_a_gap() {
         let mut t = armed();
         t.ended(at(3));
-        assert!(figures(&t).unproven.as_deref().unwrap().contains("ended"));
+        assert!(
+            figures(&t)
+                .unproven
+                .as_deref()
+                .unwrap()
+                .contains("was cut at")
+        );
     }
 
     #[test]
