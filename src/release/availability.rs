@@ -2,8 +2,9 @@
 //! of the workloads and record the lowest number of endpoints taking traffic each one had, and
 //! whether the watch saw everything in between.
 //!
-//! One watch per Service (label `kubernetes.io/service-name`). Its events drive a small pure
-//! state machine ([`Tracker`]) that keeps the Service's slices by name and recounts the
+//! One list and then one watch per Service (label `kubernetes.io/service-name`), not kube's
+//! `watcher`, which resumes a cut connection silently. Its events drive a small pure state
+//! machine (`Tracker`) that keeps the Service's slices by name and recounts the
 //! endpoints on every change, since a Service may have several slices and an endpoint may move
 //! between them. The watch is **armed** once its first list is complete and lists at least the
 //! floor's endpoints; [`AvailabilityWatch::start`] returns only then, so start it **before**
@@ -14,10 +15,10 @@
 //! A figure is a proof ([`ServiceAvailability::proven`]) only when the watch was live and
 //! current from the arming list until [`AvailabilityWatch::finish`]:
 //!
-//! - any watch error, restart or re-list after arming (kube's watcher re-lists after a `410
-//!   Gone`, and reconnects after a broken connection) is a gap: the Service is marked
-//!   [`unproven`](ServiceAvailability::unproven) at once, and [`AvailabilityWatch::failed`]
-//!   resolves so the caller can stop the release;
+//! - any watch error, end of the watch stream (a cut connection, an API server restart) or
+//!   re-list after arming is a gap: the Service is marked
+//!   [`unproven`](ServiceAvailability::unproven) at once, its watch stops, and
+//!   [`AvailabilityWatch::failed`] resolves so the caller can stop the release;
 //! - at the end, a consistent LIST of the Service's slices must match what the watch shows
 //!   within [`LAG_BOUND`]; a watch that lags past it is not a proof;
 //! - a Service whose slices never list its floor is refused before anything is applied
@@ -260,7 +261,7 @@ fn takes_traffic(conditions: &EndpointConditions) -> bool {
 
 /// The floor of a Deployment's rolling update: `replicas − maxUnavailable`, with a percentage
 /// rounded down like the Deployment controller does (default 25%). Never below 0. (The other
-/// kinds are in [`super::floors`].)
+/// kinds are in [`super::floors`](mod@super::floors).)
 pub fn availability_floor(replicas: i32, max_unavailable: Option<&IntOrString>) -> u32 {
     let replicas = replicas.max(0);
     let unavailable = match max_unavailable {

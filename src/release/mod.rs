@@ -12,7 +12,7 @@
 //! - [`availability`]: [`AvailabilityWatch`], the minimum number of endpoints taking traffic
 //!   (ready and draining, counted apart) of each Service during the rollout, against its
 //!   floor, and whether the watch saw all of it ([`ServiceAvailability::proven`]).
-//! - [`floors`]: [`floors()`], the floor of each live Service in front of a released
+//! - [`floors`](mod@floors): [`floors()`], the floor of each live Service in front of a released
 //!   Deployment, StatefulSet or DaemonSet ([`FloorRule`], [`manifest_floor`]).
 //! - [`record`]: [`ReleaseRecord`] and [`RecordStore`]: one compressed, chunked Secret set per
 //!   revision; history, last succeeded revision, pruning.
