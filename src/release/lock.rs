@@ -204,6 +204,10 @@ impl Diagnostic for LockError {
                 ],
                 _ => Vec::new(),
             },
+            LockError::Lost { env, .. } => vec![
+                "another process took the lock while this release ran (or renewals failed until it expired): ferry stopped at once and restored nothing".to_string(),
+                format!("`ferry status {env}` shows what is live now; `ferry history {env}` what each release did"),
+            ],
             _ => Vec::new(),
         }
     }
@@ -214,7 +218,8 @@ impl Diagnostic for LockError {
 struct Held {
     /// The Lease as last written by this process.
     lease: Lease,
-    /// Set when a renewal found the Lease taken by someone else.
+    /// Set when a renewal found the Lease taken by someone else, or when renewals failed until
+    /// the Lease expired (someone else may take it from then on).
     lost: bool,
 }
 
@@ -225,6 +230,8 @@ pub struct LockGuard {
     name: String,
     shared: Arc<Mutex<Held>>,
     stop: watch::Sender<bool>,
+    /// Becomes true when the lock is lost (see [`Held::lost`]).
+    lost: watch::Receiver<bool>,
     renewals: Option<JoinHandle<()>>,
     took_over: Option<TakenOver>,
     uncontended: bool,
@@ -261,6 +268,21 @@ impl LockGuard {
             });
         }
         Ok(())
+    }
+
+    /// Resolves with [`LockError::Lost`] as soon as the renewals find the lock lost: select
+    /// it against every step that changes the cluster, so a release stops at once. Pending
+    /// forever while the lock is held, and after [`LockGuard::release`] began.
+    pub async fn lost(&self) -> LockError {
+        let mut lost = self.lost.clone();
+        if lost.wait_for(|l| *l).await.is_err() {
+            // The renewal task ended without losing the lock (stopped): it cannot be lost now.
+            std::future::pending::<()>().await;
+        }
+        LockError::Lost {
+            app: self.options.app.clone(),
+            env: self.options.env.clone(),
+        }
     }
 
     /// Stops renewing and deletes the Lease (only if it is still the one this process wrote).
@@ -459,12 +481,14 @@ fn start_guard(
 ) -> LockGuard {
     let shared = Arc::new(Mutex::new(Held { lease, lost: false }));
     let (stop, stop_rx) = watch::channel(false);
+    let (lost_tx, lost) = watch::channel(false);
     let renewals = tokio::spawn(renew(
         api.clone(),
         name.clone(),
         options.duration,
         Arc::clone(&shared),
         stop_rx,
+        lost_tx,
     ));
     LockGuard {
         api,
@@ -472,21 +496,33 @@ fn start_guard(
         name,
         shared,
         stop,
+        lost,
         renewals: Some(renewals),
         took_over,
         uncontended: false,
     }
 }
 
-/// Renews the Lease every third of its duration until stopped or lost.
+/// Renews the Lease every third of its duration until stopped or lost. The lock is lost when
+/// a renewal finds the Lease taken by someone else, or when no renewal succeeded before the
+/// Lease expired (counted from the last successful renewal's start, on this process's clock).
 async fn renew(
     api: Api<Lease>,
     name: String,
     duration: Duration,
     shared: Arc<Mutex<Held>>,
     mut stop: watch::Receiver<bool>,
+    lost: watch::Sender<bool>,
 ) {
     let every = (duration / 3).max(Duration::from_millis(300));
+    let mut expires = tokio::time::Instant::now() + duration;
+    let lose = |why: &str| {
+        tracing::warn!(lease = %name, "{why}");
+        let mut held = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        held.lost = true;
+        drop(held);
+        let _ = lost.send(true);
+    };
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -499,19 +535,38 @@ async fn renew(
         if let Some(spec) = next.spec.as_mut() {
             spec.renew_time = Some(MicroTime(Timestamp::now()));
         }
-        match api.replace(&name, &PostParams::default(), &next).await {
+        let sent = tokio::time::Instant::now();
+        let params = PostParams::default();
+        let replaced = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep_until(expires) => {
+                lose("the release lock expired: its renewals kept failing");
+                return;
+            }
+            r = api.replace(&name, &params, &next) => r,
+        };
+        match replaced {
             Ok(lease) => {
                 let mut held = shared.lock().unwrap_or_else(PoisonError::into_inner);
                 held.lease = lease;
+                expires = sent + duration;
             }
             Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => {
-                tracing::warn!(lease = %name, "the release lock was taken by someone else");
-                let mut held = shared.lock().unwrap_or_else(PoisonError::into_inner);
-                held.lost = true;
+                lose("the release lock was taken by someone else");
                 return;
             }
-            // Transient: try again at the next tick; the lease outlives two missed renewals.
-            Err(e) => tracing::debug!(lease = %name, error = %e, "lease renewal failed"),
+            // Transient: try again at the next tick, unless the Lease has expired by then.
+            Err(e) => {
+                tracing::debug!(lease = %name, error = %e, "lease renewal failed");
+                if tokio::time::Instant::now() + every >= expires {
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return,
+                        () = tokio::time::sleep_until(expires) => {}
+                    }
+                    lose("the release lock expired: its renewals kept failing");
+                    return;
+                }
+            }
         }
     }
 }

@@ -9,11 +9,15 @@
 //!   [`daemonset_state`], [`pod_failure`]) and [`RolloutWatch`], the namespace-wide watch that
 //!   applies them, pinned to the generations the apply returned ([`wait_for_rollout`] starts
 //!   one and waits).
-//! - [`availability`]: [`AvailabilityWatch`], the minimum number of ready endpoints of each
-//!   Service during the rollout, against its floor ([`availability_floor`]).
+//! - [`availability`]: [`AvailabilityWatch`], the minimum number of endpoints taking traffic
+//!   (ready and draining, counted apart) of each Service during the rollout, against its
+//!   floor, and whether the watch saw all of it ([`ServiceAvailability::proven`]).
+//! - [`floors`](mod@floors): [`floors()`], the floor of each live Service in front of a released
+//!   Deployment, StatefulSet or DaemonSet ([`FloorRule`], [`manifest_floor`]).
 //! - [`record`]: [`ReleaseRecord`] and [`RecordStore`]: one compressed, chunked Secret set per
 //!   revision; history, last succeeded revision, pruning.
-//! - [`lock`]: [`acquire`] the per-environment Lease; [`LockGuard`] renews it and releases it.
+//! - [`lock`]: [`acquire`] the per-environment Lease; [`LockGuard`] renews it, reports its
+//!   loss at once ([`LockGuard::lost`]) and releases it.
 //! - [`checks`]: [`run_checks`] over [`CheckSpec`]s, with retries, backoff and timeouts, to a
 //!   URL or through the API server's service proxy ([`ServiceProxy`]).
 //! - [`reporter`]: the [`RolloutReporter`] trait and [`NoopRolloutReporter`].
@@ -34,18 +38,20 @@
 //!     objects, timings: Timings::starting_now(), released_by: record::current_user(), .. };
 //! store.create(&record).await?;                       // before the apply; RevisionTaken → re-read
 //! let prepared = cluster::prepare(&client, &request); // concurrently with the create and:
-//! let floors = /* Services selecting a released workload: availability_floor(replicas,
-//!     maxUnavailable); only Services whose workload already runs (a first install has
-//!     nothing to keep available) */;
+//! let floors = floors(&client, &ns, &objects).await?;  // live Services, live workloads
 //! let mut endpoints = AvailabilityWatch::start(&client, &ns, &floors, reporter.clone()).await?;
-//! let applied = prepared.run(reporter).await?;        // keep metadata.generation per workload
-//! let workloads: Vec<Workload> = /* kind via WorkloadKind::from_kind, generation from apply */;
-//! let outcome = tokio::select! {                      // a floor breach fails at once
-//!     r = rollout.wait(&workloads, timeout, WaitOptions::default(), &*reporter) => r,
-//!     b = endpoints.breached() => /* fail: b.service fell to b.min_ready of b.floor */,
+//! let applied = tokio::select! {                      // a lost lock stops every phase
+//!     r = prepared.run(reporter) => r?,               // keep metadata.generation per workload
+//!     e = guard.lost() => /* stop at once, restore nothing */,
 //! };
-//! record.availability = endpoints.finish().await?;
-//! guard.check()?;                                     // stop if the lock was lost
+//! let workloads: Vec<Workload> = /* kind via WorkloadKind::from_kind, generation from apply */;
+//! let outcome = tokio::select! {                      // a breach or a watch gap fails at once
+//!     r = rollout.wait(&workloads, timeout, WaitOptions::default(), &*reporter) => r,
+//!     f = endpoints.failed() => /* fail with f.failure(Some(apply_started)) */,
+//!     e = guard.lost() => /* stop */,
+//! };
+//! record.availability = endpoints.finish().await?;    // proves each watch current
+//! // any a.failure(..) (below the floor, or not proven) fails the release
 //! let specs = env.gates.checks.iter().map(CheckSpec::from_config).collect::<Result<_, _>>()?;
 //! record.checks = run_checks(&checks::http_client()?, Some(&proxy), &specs, &*reporter).await;
 //! // success → status Succeeded; any failure → re-apply store.last_succeeded() objects,
@@ -59,19 +65,21 @@
 
 pub mod availability;
 pub mod checks;
+pub mod floors;
 pub mod lock;
 pub mod record;
 pub mod reporter;
 pub mod rollout;
 
 pub use availability::{
-    AvailabilityError, AvailabilityWatch, ServiceAvailability, ServiceFloor, availability_floor,
-    ready_endpoints,
+    AvailabilityError, AvailabilityWatch, EndpointCounts, LAG_BOUND, ServiceAvailability,
+    ServiceFloor, availability_floor, endpoint_counts, ready_endpoints,
 };
 pub use checks::{
     CheckError, CheckResult, CheckSpec, CheckTarget, ServiceProxy, http_client, run_check,
     run_checks,
 };
+pub use floors::{FloorError, FloorRule, Live, floors, manifest_floor};
 pub use lock::{
     DEFAULT_LEASE_DURATION, LeaseState, LockError, LockGuard, LockOptions, TakenOver, acquire,
     default_holder, lease_name, lease_state,

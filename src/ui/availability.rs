@@ -16,9 +16,20 @@ fn margin(a: &ServiceAvailability) -> i64 {
     i64::from(a.min_ready) - i64::from(a.floor)
 }
 
-/// `3 of 3`: the lowest number of endpoints taking traffic against the floor.
+/// `3 of 3`: the lowest number of endpoints taking traffic against the floor, with the
+/// draining ones counted apart when there were any (`3 of 3: 2 ready, 1 draining`).
 pub fn figure(a: &ServiceAvailability) -> String {
-    format!("{} of {}", a.min_ready, a.floor)
+    if a.draining_at_min == 0 {
+        format!("{} of {}", a.min_ready, a.floor)
+    } else {
+        format!(
+            "{} of {}: {} ready, {} draining",
+            a.min_ready,
+            a.floor,
+            a.min_ready.saturating_sub(a.draining_at_min),
+            a.draining_at_min
+        )
+    }
 }
 
 /// The release summary's availability clause: `12 Services never below their floors (lowest:
@@ -96,6 +107,16 @@ mod tests {
         assert_eq!(short(&[service("web", 3, 3)]), "web 3/3");
         assert_eq!(summary(&[]), "no running endpoints to keep available");
         assert_eq!(short(&[]), "-");
+    }
+
+    #[test]
+    fn draining_endpoints_are_counted_apart() {
+        let mut web = service("web", 3, 3);
+        web.draining_at_min = 1;
+        assert_eq!(
+            summary(&[web]),
+            "service web never below its floor (lowest 3 of 3: 2 ready, 1 draining)"
+        );
     }
 
     #[test]

@@ -305,8 +305,13 @@ impl RolloutReporter for RolloutBars {
             format!("2/{}", figures.service),
             "Endpoints",
             format!(
-                "service {}: {} taking traffic now, floor {}, lowest {}",
-                figures.service, figures.ready_now, figures.floor, figures.min_ready
+                "service {}: {} taking traffic now ({} ready, {} draining), floor {}, lowest {}",
+                figures.service,
+                figures.ready_now,
+                figures.ready_now.saturating_sub(figures.draining_now),
+                figures.draining_now,
+                figures.floor,
+                super::availability::figure(figures)
             ),
             false,
         );

@@ -13,8 +13,8 @@ use ferry::project::HttpCheck;
 use ferry::release::{
     AvailabilityWatch, Candidate, CheckSpec, LockError, LockOptions, NoopRolloutReporter, Progress,
     RecordStore, ReleaseRecord, ReleaseStatus, RolloutError, RolloutReporter, RolloutWatch,
-    ServiceFloor, ServiceProxy, Timings, WaitOptions, Workload, WorkloadKind, acquire, lease_name,
-    ready_endpoints, run_checks, wait_for_rollout,
+    ServiceAvailability, ServiceFloor, ServiceProxy, Timings, WaitOptions, Workload, WorkloadKind,
+    acquire, lease_name, ready_endpoints, run_checks, wait_for_rollout,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -27,13 +27,21 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::support::cut::CutProxy;
 use crate::support::{TestNamespace, WAIT};
 
-/// Records what the watch reported.
+/// Records what the watches reported: rollout progress and every endpoints event.
 #[derive(Default)]
 struct Recorder {
     progress: Mutex<Vec<(Workload, Progress)>>,
     done: Mutex<Vec<Workload>>,
+    endpoints: Mutex<Vec<ServiceAvailability>>,
+}
+
+impl Recorder {
+    fn endpoints(&self) -> Vec<ServiceAvailability> {
+        self.endpoints.lock().expect("lock").clone()
+    }
 }
 
 impl RolloutReporter for Recorder {
@@ -45,6 +53,9 @@ impl RolloutReporter for Recorder {
     }
     fn workload_done(&self, workload: &Workload, _: Duration) {
         self.done.lock().expect("lock").push(workload.clone());
+    }
+    fn endpoints(&self, figures: &ServiceAvailability) {
+        self.endpoints.lock().expect("lock").push(figures.clone());
     }
 }
 
@@ -211,6 +222,188 @@ async fn an_image_change_completes_with_ready_endpoints_never_below_three() {
         figures[0].min_ready >= 3 && figures[0].held,
         "ready endpoints fell below 3: {figures:?}"
     );
+    assert!(
+        figures[0].proven && figures[0].unproven.is_none(),
+        "{figures:?}"
+    );
+    // The watch saw the rollout: the surge pod joined, old pods drained, all reported.
+    let seen = reporter.endpoints();
+    assert!(
+        seen.iter().any(|f| f.ready_now >= 4 || f.draining_now >= 1),
+        "no endpoints event showed the rollout: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|f| f.service == "web" && f.min_ready >= 3),
+        "{seen:?}"
+    );
+}
+
+/// Names of the Ready, not terminating pods with label `app=<app>`.
+async fn ready_pods(ns: &TestNamespace, app: &str) -> Vec<String> {
+    let pods = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .expect("list pods");
+    pods.items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|p| p.metadata.name.clone())
+        .collect()
+}
+
+/// Deletes `pods` at once, without a grace period (as a node failure would lose them).
+async fn lose_pods(ns: &TestNamespace, pods: &[String]) {
+    let api: Api<Pod> = ns.api();
+    let now = kube::api::DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    for p in pods {
+        api.delete(p, &now).await.expect("delete pod");
+    }
+}
+
+/// Issue 10: with `maxUnavailable: 0` Kubernetes itself keeps 3/3, so losing two ready old
+/// pods mid-rollout is what makes availability drop: the watch must see it at once, with the
+/// minimum, its split and when.
+#[tokio::test]
+async fn losing_two_ready_pods_mid_rollout_fails_the_watch_at_once_with_the_minimum_and_when() {
+    let ns = TestNamespace::new("rel-lose").await;
+    create_service(&ns, "web").await;
+    // Replacements of the old pods take 3 s to become ready, so the loss shows.
+    let mut d = deployment("web", 3, "registry.invalid/web:1", json!({}));
+    if let Some(t) = d.spec.as_mut().and_then(|s| s.template.metadata.as_mut()) {
+        t.annotations = Some([("ferry.test/ready-delay".to_string(), "3s".to_string())].into());
+    }
+    create_ready(&ns, &d).await;
+    wait_ready_endpoints(&ns, "web", 3).await;
+    let old = ready_pods(&ns, "web").await;
+    assert_eq!(old.len(), 3, "{old:?}");
+
+    let reporter = Arc::new(Recorder::default());
+    let floors = [ServiceFloor {
+        service: "web".into(),
+        floor: 3,
+    }];
+    let mut endpoints = AvailabilityWatch::start(&ns.client, ns.name(), &floors, reporter.clone())
+        .await
+        .expect("start availability watch");
+    let started = Timestamp::now();
+    patch_template(
+        &ns,
+        "web",
+        json!({ "metadata": { "annotations": { "ferry.test/ready-delay": "10s" } },
+                "spec": { "containers": [{ "name": "app", "image": "registry.invalid/web:2" }] } }),
+    )
+    .await;
+    lose_pods(&ns, &old[..2]).await;
+    let failed = tokio::time::timeout(Duration::from_secs(10), endpoints.failed())
+        .await
+        .expect("the watch reports the fall within 10 s");
+    assert_eq!(failed.service, "web");
+    assert!(!failed.held && failed.min_ready < 3, "{failed:?}");
+    assert!(failed.unproven.is_none(), "{failed:?}");
+    let min_at: Timestamp = failed
+        .min_at
+        .as_deref()
+        .expect("when the minimum was reached")
+        .parse()
+        .expect("RFC 3339");
+    assert!(min_at >= started, "{failed:?}");
+    let line = failed.failure(Some(started)).expect("a failure line");
+    assert!(
+        line.starts_with(&format!(
+            "service web fell to {} endpoint",
+            failed.min_ready
+        )) && line.contains("s into the rollout, below its floor of 3"),
+        "{line}"
+    );
+    assert!(
+        reporter.endpoints().iter().any(|f| !f.held),
+        "the reporter saw the fall"
+    );
+    let figures = endpoints.finish().await.expect("figures");
+    assert!(!figures[0].held, "{figures:?}");
+}
+
+/// Issue 10: a watch cut during the rollout (here: every connection to the API server closed,
+/// as a restart would) is not reported as a proof, even though the floor held as far as it saw.
+#[tokio::test]
+async fn a_watch_cut_during_the_rollout_is_not_a_proof() {
+    let ns = TestNamespace::new("rel-cut").await;
+    create_service(&ns, "web").await;
+    create_ready(
+        &ns,
+        &deployment("web", 3, "registry.invalid/web:1", json!({})),
+    )
+    .await;
+    wait_ready_endpoints(&ns, "web", 3).await;
+
+    let proxy = CutProxy::start().await;
+    let through = proxy.client().await;
+    let floors = [ServiceFloor {
+        service: "web".into(),
+        floor: 3,
+    }];
+    let mut endpoints =
+        AvailabilityWatch::start(&through, ns.name(), &floors, Arc::new(NoopRolloutReporter))
+            .await
+            .expect("start availability watch");
+    patch_template(
+        &ns,
+        "web",
+        json!({ "metadata": { "annotations": { "ferry.test/ready-delay": "2s" } },
+                "spec": { "containers": [{ "name": "app", "image": "registry.invalid/web:2" }] } }),
+    )
+    .await;
+    let accepted = proxy.accepted();
+    proxy.cut();
+    let failed = tokio::time::timeout(Duration::from_secs(20), endpoints.failed())
+        .await
+        .expect("the cut watch is reported within 20 s");
+    assert!(failed.held, "nothing fell: {failed:?}");
+    let why = failed.unproven.clone().expect("a reason");
+    assert!(why.contains("EndpointSlice watch"), "{why}");
+    assert!(
+        failed
+            .failure(None)
+            .is_some_and(|l| l.starts_with("availability of service web not proven")),
+        "{failed:?}"
+    );
+    let figures = endpoints.finish().await.expect("figures");
+    assert!(!figures[0].proven, "{figures:?}");
+    assert_eq!(figures[0].unproven.as_ref(), Some(&why));
+    assert!(proxy.accepted() > accepted, "the watch reconnected");
+}
+
+/// Issue 10: a Lease taken by someone else is noticed by the next renewal, at once.
+#[tokio::test]
+async fn a_stolen_lease_is_reported_lost_by_the_next_renewal() {
+    let ns = TestNamespace::new("rel-lock-lost").await;
+    let mut opts = lock_options(&ns, "erin@ci pid 5", None);
+    opts.duration = Duration::from_secs(3);
+    let guard = acquire(&ns.client, &opts).await.expect("acquire");
+    let api: Api<Lease> = ns.api();
+    let mut lease = api.get(guard.name()).await.expect("lease");
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = Some("mallory@elsewhere".into());
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+    }
+    api.replace(guard.name(), &PostParams::default(), &lease)
+        .await
+        .expect("steal the lease");
+    let lost = tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .expect("lost within one renewal period");
+    assert!(matches!(lost, LockError::Lost { .. }), "{lost:?}");
+    assert!(guard.check().is_err());
 }
 
 #[tokio::test]
@@ -1043,5 +1236,99 @@ async fn a_service_check_goes_through_the_api_server_proxy() {
     assert_eq!(
         alone[0].failure.as_deref(),
         Some("no cluster to reach the Service through")
+    );
+}
+
+/// Issue 10: every workload kind behind a Service gets a floor; a DaemonSet's comes from its
+/// live desiredNumberScheduled (two kwok nodes), and a Service not live yet has none.
+#[tokio::test]
+async fn statefulsets_and_daemonsets_behind_services_get_floors() {
+    let ns = TestNamespace::new("rel-floors").await;
+    let sts = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": { "name": "db" },
+        "spec": { "replicas": 3, "serviceName": "db",
+                  "selector": { "matchLabels": { "app": "db" } },
+                  "template": { "metadata": { "labels": { "app": "db" } },
+                                "spec": { "containers": [{ "name": "db", "image": "registry.invalid/db:1" }] } } }
+    });
+    let ds = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": { "name": "agent" },
+        "spec": { "selector": { "matchLabels": { "app": "agent" } },
+                  "updateStrategy": { "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 1 } },
+                  "template": { "metadata": { "labels": { "app": "agent" } },
+                                "spec": { "containers": [{ "name": "a", "image": "registry.invalid/agent:1" }] } } }
+    });
+    let service = |name: &str, app: &str| {
+        json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": name },
+                "spec": { "selector": { "app": app }, "ports": [{ "port": 80 }] } })
+    };
+    let sts_created = ns
+        .api::<StatefulSet>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(sts.clone()).expect("sts"),
+        )
+        .await
+        .expect("create statefulset");
+    let ds_created = ns
+        .api::<DaemonSet>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(ds.clone()).expect("ds"),
+        )
+        .await
+        .expect("create daemonset");
+    create_service(&ns, "db").await;
+    create_service(&ns, "agent").await;
+    wait_for_rollout(
+        &ns.client,
+        &[
+            workload(
+                &ns,
+                WorkloadKind::StatefulSet,
+                "db",
+                sts_created.metadata.generation.expect("generation"),
+            ),
+            workload(
+                &ns,
+                WorkloadKind::DaemonSet,
+                "agent",
+                ds_created.metadata.generation.expect("generation"),
+            ),
+        ],
+        WAIT,
+        WaitOptions::default(),
+        &NoopRolloutReporter,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("first rollout: {e}"));
+
+    let objects: Vec<ferry::object::Object> = [
+        sts,
+        ds,
+        service("db", "db"),
+        service("agent", "agent"),
+        service("new", "agent"),
+    ]
+    .into_iter()
+    .map(|v| ferry::object::Object::new(v, None).expect("object"))
+    .collect();
+    let floors = ferry::release::floors(&ns.client, ns.name(), &objects)
+        .await
+        .expect("floors");
+    assert_eq!(
+        floors,
+        [
+            // Two nodes, maxUnavailable 0: both pods.
+            ServiceFloor {
+                service: "agent".into(),
+                floor: 2
+            },
+            // Three replicas, one pod at a time.
+            ServiceFloor {
+                service: "db".into(),
+                floor: 2
+            },
+        ]
     );
 }

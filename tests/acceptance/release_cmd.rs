@@ -8,18 +8,22 @@
 //! never ready.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ferry::release::{LockOptions, acquire};
+use ferry::release::{LockOptions, RecordStore, ReleaseRecord, ReleaseStatus, acquire};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::ListParams;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::support::TestNamespace;
-use crate::support::project::{Project, command, ferry};
+use crate::support::cut::CutProxy;
+use crate::support::project::{Project, Run, command, ferry};
 
 /// The demo project with `environments/t.yaml` for `namespace`, 3 replicas, then `extra`.
 fn demo(namespace: &str, extra: &str) -> Project {
@@ -126,7 +130,7 @@ async fn a_release_with_delayed_readiness_keeps_three_of_three_endpoints() {
             .contains("released demo to t as revision 2 in ")
             && second
                 .stderr
-                .contains("; service demo-web never below its floor (lowest 3 of 3)"),
+                .contains("; service demo-web never below its floor (lowest 3 of 3"),
         "{}",
         second.stderr
     );
@@ -476,6 +480,221 @@ async fn a_changed_selector_is_refused_before_anything_is_applied() {
     let history = ferry(project.path(), &["history", "t", "--output", "json"]).await;
     let doc: Value = serde_json::from_str(&history.stdout).expect("one JSON document");
     assert_eq!(doc["releases"].as_array().map(Vec::len), Some(1), "{doc:#}");
+}
+
+/// Starts `ferry args` in the background (see [`ferry`]).
+fn spawn_ferry(project: &Project, args: &[&str]) -> tokio::task::JoinHandle<Run> {
+    let path = project.path().to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::spawn(async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ferry(&path, &args).await
+    })
+}
+
+/// Waits until the demo Deployment is at `generation` (the release's apply reached it).
+async fn wait_applied(ns: &TestNamespace, generation: i64) {
+    let deployments = ns.api::<Deployment>();
+    let started = Instant::now();
+    loop {
+        let d = deployments.get("demo-web").await.expect("deployment");
+        if d.metadata.generation.unwrap_or(0) >= generation {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the release never applied generation {generation}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The release record of `revision` of the demo in environment `t`.
+async fn record(ns: &TestNamespace, revision: u32) -> ReleaseRecord {
+    RecordStore::new(ns.client.clone(), ns.name(), "demo", "t")
+        .read(revision)
+        .await
+        .expect("read the release record")
+}
+
+/// Issue 10: during a rollout, two ready old pods are lost (deleted without a grace period,
+/// as a node failure would): availability drops below 3/3 although `maxUnavailable: 0` is
+/// set; the release fails naming the Service, the minimum and when, and rolls back.
+#[tokio::test]
+async fn losing_two_ready_pods_mid_release_rolls_back_naming_the_service_the_minimum_and_when() {
+    let ns = TestNamespace::new("rel-lose").await;
+    let project = demo(ns.name(), "");
+    // Every pod, the replacements of lost ones too, becomes ready 3 s after it starts.
+    pod_template(&project, None, Some("ferry.test/ready-delay: \"3s\""));
+    ferry(project.path(), &["release", "t"])
+        .await
+        .assert_code(0, "first release");
+    let old = ready_pods(&ns).await;
+    assert_eq!(old.len(), 3, "{old:?}");
+
+    let run = spawn_ferry(
+        &project,
+        &[
+            "release",
+            "t",
+            "--set",
+            "config.greeting=second",
+            "--output",
+            "json",
+        ],
+    );
+    wait_applied(&ns, 2).await;
+    let pods = ns.api::<Pod>();
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    for p in &old[..2] {
+        pods.delete(p, &now).await.expect("delete pod");
+    }
+    let failed = run.await.expect("ferry task");
+    failed.assert_code(1, "a release that lost two pods");
+    let outcome = failed.outcome();
+    assert_eq!(outcome["status"], "rolled-back", "{outcome:#}");
+    assert_eq!(outcome["rolled_back_to"], 1);
+    let failure = outcome["failure"].as_str().unwrap_or_default();
+    assert!(
+        failure.starts_with("service demo-web fell to ")
+            && failure.contains(" ready, ")
+            && failure.contains("s into the rollout, below its floor of 3"),
+        "{failure}"
+    );
+    let a = &outcome["availability"][0];
+    assert_eq!(a["service"], "demo-web", "{outcome:#}");
+    assert_eq!(a["held"], false);
+    assert!(a["min_ready"].as_u64().is_some_and(|m| m < 3), "{a:#}");
+    assert!(a["min_at"].is_string(), "{a:#}");
+    assert!(
+        a["draining_at_min"].is_u64() && a["draining_now"].is_u64(),
+        "{a:#}"
+    );
+    assert_eq!(a["proven"], false);
+
+    // The record says why.
+    let r = record(&ns, 2).await;
+    assert_eq!(r.status, ReleaseStatus::RolledBack);
+    assert_eq!(r.failure.as_deref(), Some(failure));
+    assert!(r.availability[0].min_at.is_some() && !r.availability[0].held);
+}
+
+/// Issue 10: a watch cut during the rollout (every connection to the API server closed, as an
+/// API server restart would, through a proxy of this test's own) is not reported as a proof:
+/// the release fails and rolls back, and the outcome says why.
+#[tokio::test]
+async fn a_watch_cut_mid_release_is_not_a_proof_and_rolls_back() {
+    let ns = TestNamespace::new("rel-cut").await;
+    let project = demo(ns.name(), "");
+    ferry(project.path(), &["release", "t"])
+        .await
+        .assert_code(0, "first release");
+    pod_template(&project, None, Some("ferry.test/ready-delay: \"5s\""));
+
+    let proxy = CutProxy::start().await;
+    let kubeconfig = proxy.write_kubeconfig(project.path());
+    let kubeconfig = kubeconfig.to_str().expect("utf-8 path").to_string();
+    let run = spawn_ferry(
+        &project,
+        &[
+            "release",
+            "t",
+            "--kubeconfig",
+            &kubeconfig,
+            "--output",
+            "json",
+        ],
+    );
+    wait_applied(&ns, 2).await;
+    // Past the apply and its prune, well inside the 5 s readiness delay.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.cut();
+    let failed = run.await.expect("ferry task");
+    failed.assert_code(1, "a release whose watch was cut");
+    let outcome = failed.outcome();
+    assert_eq!(outcome["status"], "rolled-back", "{outcome:#}");
+    assert_eq!(outcome["rolled_back_to"], 1);
+    let failure = outcome["failure"].as_str().unwrap_or_default();
+    assert!(
+        failure.starts_with("availability of service demo-web not proven: the EndpointSlice watch"),
+        "{failure}"
+    );
+    let a = &outcome["availability"][0];
+    assert_eq!(a["proven"], false, "{a:#}");
+    assert_eq!(a["held"], true, "nothing fell: {a:#}");
+    assert!(a["unproven"].is_string(), "{a:#}");
+    let r = record(&ns, 2).await;
+    assert_eq!(r.failure.as_deref(), Some(failure));
+    assert!(!r.availability[0].proven);
+}
+
+/// Issue 10: a Lease taken by someone else mid-rollout stops the release at once (at the next
+/// renewal, not after the rollout), restores nothing, and exits 3.
+#[tokio::test]
+async fn a_lease_taken_mid_rollout_stops_the_release_at_once() {
+    let ns = TestNamespace::new("rel-lost").await;
+    let project = demo(ns.name(), "");
+    ferry(project.path(), &["release", "t"])
+        .await
+        .assert_code(0, "first release");
+    pod_template(&project, None, Some("ferry.test/ready-delay: \"40s\""));
+    let run = spawn_ferry(&project, &["release", "t"]);
+    wait_applied(&ns, 2).await;
+
+    let leases = ns.api::<Lease>();
+    let name = ferry::release::lease_name("demo", "t");
+    let mut lease = leases.get(&name).await.expect("the release's lease");
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = Some("mallory@elsewhere".into());
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+    }
+    leases
+        .replace(&name, &PostParams::default(), &lease)
+        .await
+        .expect("take the lease");
+    let stolen = Instant::now();
+    let stopped = run.await.expect("ferry task");
+    // One renewal period (a third of the 30 s lease), far short of the 40 s rollout.
+    assert!(
+        stolen.elapsed() < Duration::from_secs(20),
+        "stopped {:?} after the lease was taken",
+        stolen.elapsed()
+    );
+    stopped.assert_code(3, "a release that lost its lock");
+    assert!(
+        stopped
+            .stderr
+            .contains("lost the release lock of demo in t"),
+        "{}",
+        stopped.stderr
+    );
+    let r = record(&ns, 2).await;
+    assert_eq!(r.status, ReleaseStatus::Failed);
+    assert!(
+        r.failure.as_deref().is_some_and(
+            |f| f.contains("lost the release lock") && f.contains("during the rollout")
+        ),
+        "{:?}",
+        r.failure
+    );
+    // Nothing was restored: the new template stays applied.
+    let d = ns
+        .api::<Deployment>()
+        .get("demo-web")
+        .await
+        .expect("deployment");
+    let annotations = d
+        .spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.annotations)
+        .unwrap_or_default();
+    assert!(
+        annotations.contains_key("ferry.test/ready-delay"),
+        "{annotations:?}"
+    );
 }
 
 /// Runs `ferry release t <extra>` in `project` on a pseudo-terminal (util-linux `script`),

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::Shared;
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 
-use super::floors::floors;
 use super::recovery::{recover, restore};
 use super::{Error, Interrupt, Recovery, ReleaseOptions, ReleaseOutcome};
 use crate::cluster::{
@@ -33,7 +33,8 @@ use crate::ops::apply::TEMPLATES_DIGEST_ANNOTATION;
 use crate::policy::Finding;
 use crate::project::{HttpCheck, ReleasePolicy};
 use crate::release::{
-    AvailabilityWatch, Candidate, CheckSpec, DEFAULT_LEASE_DURATION, LockGuard, LockOptions,
+    AvailabilityWatch, Candidate, CheckSpec, DEFAULT_LEASE_DURATION, FloorError, LockError,
+    LockGuard, LockOptions,
     RecordError, RecordStore, RecordSummary, ReleaseRecord, ReleaseStatus, RolloutReporter,
     RolloutWatch, ServiceAvailability, ServiceProxy, Timings, WaitOptions, Workload, WorkloadKind,
     WorkloadOutcome, acquire, current_user, default_holder, http_client, next_revision_after,
@@ -117,6 +118,8 @@ pub(super) enum Stop {
     Interrupted,
     /// Something failed: one line saying what.
     Failed(String),
+    /// The lock was lost: stop changing the cluster at once (no rollback); one line.
+    LockLost(String),
 }
 
 /// What the phases produced, kept even when they stop part-way.
@@ -439,7 +442,21 @@ impl<'a> Session<'a> {
     /// The availability floors of the Services in front of live workloads, and their watch,
     /// armed (first lists done) so it can prove availability from before the apply on.
     async fn arm_availability(&self, objects: &[Object]) -> Result<AvailabilityWatch, Error> {
-        let floors = floors(&self.ctx.client, &self.ctx.namespace, objects).await?;
+        let floors = crate::release::floors(&self.ctx.client, &self.ctx.namespace, objects)
+            .await
+            .map_err(|e| match e {
+                FloorError::Live {
+                    kind,
+                    namespace,
+                    name,
+                    source,
+                } => Error::Live {
+                    kind,
+                    namespace,
+                    name,
+                    source,
+                },
+            })?;
         AvailabilityWatch::start(
             &self.ctx.client,
             &self.ctx.namespace,
@@ -453,7 +470,7 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// **apply**, **watch** and **check**.
+    /// **apply**, **watch** and **check**; a lost Lease stops each of them at once.
     async fn phases(
         &self,
         prepared: Result<cluster::PreparedApply<'_>, cluster::ApplyFailure>,
@@ -463,11 +480,23 @@ impl<'a> Session<'a> {
         timings: &mut Timings,
         attempt: &mut Attempt,
     ) -> Result<(), Stop> {
-        let workloads = self.apply(prepared, timings, attempt).await?;
-        self.watch(&workloads, watch, rollout_watch, timings, attempt)
-            .await?;
-        guard.check().map_err(|e| Stop::Failed(chain(&e)))?;
-        self.check(timings, attempt).await
+        // The reference for "how long into the rollout" a minimum was reached.
+        let rollout_started = Timestamp::now();
+        let workloads = self.apply(prepared, guard, timings, attempt).await?;
+        self.watch(
+            &workloads,
+            watch,
+            rollout_watch,
+            guard,
+            rollout_started,
+            timings,
+            attempt,
+        )
+        .await?;
+        if let Err(e) = guard.check() {
+            return Err(lock_lost(&e, "rollout"));
+        }
+        self.check(guard, timings, attempt).await
     }
 
     /// **apply**: server-side apply with pruning; returns the workloads pinned to the
@@ -475,6 +504,7 @@ impl<'a> Session<'a> {
     async fn apply(
         &self,
         prepared: Result<cluster::PreparedApply<'_>, cluster::ApplyFailure>,
+        guard: &LockGuard,
         timings: &mut Timings,
         attempt: &mut Attempt,
     ) -> Result<Vec<Workload>, Stop> {
@@ -482,8 +512,12 @@ impl<'a> Session<'a> {
         let prepared = prepared.map_err(|failure| Stop::Failed(chain(&failure.error)))?;
         attempt.apply_started = true;
         let t = Instant::now();
-        let applied =
-            or_interrupt(prepared.run(self.ctx.apply_reporter), &self.ctx.interrupt).await;
+        let applied = tokio::select! {
+            biased;
+            () = self.ctx.interrupt.clone() => None,
+            e = guard.lost() => return Err(lock_lost(&e, "apply")),
+            r = prepared.run(self.ctx.apply_reporter) => Some(r),
+        };
         timings.phase("apply", t.elapsed());
         let report = match applied {
             None => return Err(Stop::Interrupted),
@@ -501,12 +535,17 @@ impl<'a> Session<'a> {
     }
 
     /// **watch**: waits for every workload's rollout while the availability watch proves that
-    /// the Services in front of them never fell below their floors.
+    /// the Services in front of them never fell below their floors. A fall below a floor, a
+    /// gap in an availability watch or a lost lock stops the wait at once; the proof stands
+    /// only once every watch is found current after the rollout.
+    #[allow(clippy::too_many_arguments)] // one phase's whole context; private
     async fn watch(
         &self,
         workloads: &[Workload],
         mut watch: AvailabilityWatch,
         rollout_watch: &RolloutWatch,
+        guard: &LockGuard,
+        rollout_started: Timestamp,
         timings: &mut Timings,
         attempt: &mut Attempt,
     ) -> Result<(), Stop> {
@@ -518,53 +557,63 @@ impl<'a> Session<'a> {
                 attempt.availability = watch.snapshot();
                 return Err(Stop::Interrupted);
             }
-            b = watch.breached() => {
+            e = guard.lost() => {
                 attempt.availability = watch.snapshot();
-                return Err(Stop::Failed(format!(
-                    "service {} fell to {} ready endpoints, below its floor of {}",
-                    b.service, b.min_ready, b.floor
-                )));
+                return Err(lock_lost(&e, "rollout"));
+            }
+            f = watch.failed() => {
+                attempt.availability = watch.snapshot();
+                // The latest figures of that Service (it may have fallen further since).
+                let f = attempt.availability.iter().find(|a| a.service == f.service).unwrap_or(&f);
+                return Err(availability_failed(f, rollout_started));
             }
             r = rollout_watch.wait(workloads, ctx.timeout, WaitOptions::default(), ctx.reporter.as_ref()) => r,
         };
         timings.phase("rollout", t.elapsed());
         tracing::debug!(elapsed = ?t.elapsed(), "rollout complete");
+        attempt.availability = watch.snapshot();
         match rollout {
             Ok(outcome) => attempt.workloads = outcome.workloads,
-            Err(e) => {
-                attempt.availability = watch.snapshot();
-                return Err(Stop::Failed(chain(&e)));
-            }
+            Err(e) => return Err(Stop::Failed(chain(&e))),
         }
-        attempt.availability = watch.finish().await.map_err(|e| Stop::Failed(chain(&e)))?;
+        // The proof: each watch current at the end, no gap since before the apply.
+        let finished = tokio::select! {
+            biased;
+            () = ctx.interrupt.clone() => return Err(Stop::Interrupted),
+            e = guard.lost() => return Err(lock_lost(&e, "availability check")),
+            r = watch.finish() => r,
+        };
+        attempt.availability = finished.map_err(|e| Stop::Failed(chain(&e)))?;
         tracing::debug!("availability watch finished");
-        if let Some(b) = attempt.availability.iter().find(|a| !a.held) {
-            return Err(Stop::Failed(format!(
-                "service {} fell to {} ready endpoints, below its floor of {}",
-                b.service, b.min_ready, b.floor
-            )));
+        if let Some(line) = attempt
+            .availability
+            .iter()
+            .find_map(|a| a.failure(Some(rollout_started)))
+        {
+            return Err(Stop::Failed(line));
         }
         Ok(())
     }
 
     /// **check**: the environment's HTTP checks, directly or through the service proxy.
-    async fn check(&self, timings: &mut Timings, attempt: &mut Attempt) -> Result<(), Stop> {
+    async fn check(
+        &self,
+        guard: &LockGuard,
+        timings: &mut Timings,
+        attempt: &mut Attempt,
+    ) -> Result<(), Stop> {
         let ctx = &self.ctx;
         let t = Instant::now();
-        let results = or_interrupt(
-            run_checks(
-                &self.http,
-                Some(&ServiceProxy {
-                    client: ctx.proxy_client.clone(),
-                    namespace: ctx.namespace.clone(),
-                }),
-                &self.env.checks,
-                ctx.reporter.as_ref(),
-            ),
-            &ctx.interrupt,
-        )
-        .await
-        .ok_or(Stop::Interrupted)?;
+        let proxy = ServiceProxy {
+            client: ctx.proxy_client.clone(),
+            namespace: ctx.namespace.clone(),
+        };
+        let results = tokio::select! {
+            biased;
+            () = ctx.interrupt.clone() => return Err(Stop::Interrupted),
+            e = guard.lost() => return Err(lock_lost(&e, "checks")),
+            r = run_checks(&self.http, Some(&proxy), &self.env.checks, ctx.reporter.as_ref()) => r,
+        };
         timings.phase("checks", t.elapsed());
         attempt.checks = results;
         if let Some(failed) = attempt.checks.iter().find(|c| !c.passed) {
@@ -577,8 +626,8 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// **roll back**: marks the record failed and, when something was applied and rollback
-    /// is on, restores the last succeeded revision (read again under the lock: another
+    /// **roll back**: marks the record failed and, when something was applied, rollback is on
+    /// and the lock is still held, restores the last succeeded revision (read again under the lock: another
     /// release may have succeeded since the history was read).
     ///
     /// # Errors
@@ -589,13 +638,15 @@ impl<'a> Session<'a> {
         record: &mut ReleaseRecord,
         apply_started: bool,
     ) -> Result<(), Error> {
-        let failure = match stop {
-            Stop::Interrupted => "interrupted by a signal".to_string(),
-            Stop::Failed(f) => f,
+        let (failure, lock_lost) = match stop {
+            Stop::Interrupted => ("interrupted by a signal".to_string(), false),
+            Stop::Failed(f) => (f, false),
+            Stop::LockLost(f) => (f, true),
         };
         record.failure = Some(failure.clone());
         record.status = ReleaseStatus::Failed;
-        if !apply_started || !self.rollback {
+        // Without the lock another release may be changing the cluster: restore nothing.
+        if !apply_started || !self.rollback || lock_lost {
             return Ok(());
         }
         let target = self
@@ -739,4 +790,21 @@ fn kinds_of(objects: &[Object]) -> BTreeSet<WorkloadKind> {
         .iter()
         .filter_map(|o| WorkloadKind::from_kind(&o.id.kind))
         .collect()
+}
+
+/// The stop for a lock lost during `phase`.
+fn lock_lost(error: &LockError, phase: &str) -> Stop {
+    Stop::LockLost(format!(
+        "{} during the {phase}: ferry stopped at once and restored nothing",
+        chain(error)
+    ))
+}
+
+/// The stop for an availability watch that saw a floor breached or lost its proof.
+fn availability_failed(figures: &ServiceAvailability, rollout_started: Timestamp) -> Stop {
+    Stop::Failed(
+        figures
+            .failure(Some(rollout_started))
+            .unwrap_or_else(|| format!("availability of service {} failed", figures.service)),
+    )
 }

@@ -10,7 +10,6 @@
 //! with its [`ReleaseStatus`].
 
 mod engine;
-mod floors;
 mod recovery;
 mod source;
 

@@ -9,6 +9,7 @@
 //! A missing or stopped stack makes the test **fail** with the command that starts it: the
 //! tests never skip.
 
+pub mod cut;
 pub mod project;
 pub mod sigv4;
 
