@@ -189,7 +189,7 @@ pub enum Error {
         name: String,
         /// The API error.
         #[source]
-        source: Box<kube::Error>,
+        source: cluster::ApiCause,
     },
     /// The availability watch could not start; nothing was applied.
     #[error("failed to start the availability watch of {environment}")]
@@ -1137,7 +1137,7 @@ async fn live_ready(
             kind,
             namespace: namespace.to_string(),
             name: name.to_string(),
-            source: Box::new(source),
+            source: cluster::ApiCause::from_kube(&source),
         }
     };
     let ready = match kind {

@@ -151,7 +151,7 @@ pub enum AvailabilityError {
         service: String,
         /// The last watch error.
         #[source]
-        source: Box<watcher::Error>,
+        source: Box<crate::cluster::ApiCause>,
     },
 }
 
@@ -335,12 +335,13 @@ async fn watch_service(
             None => return Ok(()),
             Some(Err(e)) => {
                 errors += 1;
-                tracing::debug!(service = %target.service, error = %e, "EndpointSlice watch error");
+                let error = crate::cluster::ApiCause::from_watcher(&e);
+                tracing::debug!(service = %target.service, %error, "EndpointSlice watch error");
                 if errors >= MAX_WATCH_ERRORS {
                     return Err(AvailabilityError::Watch {
                         namespace,
                         service: target.service,
-                        source: Box::new(e),
+                        source: Box::new(crate::cluster::ApiCause::from_watcher(&e)),
                     });
                 }
             }

@@ -26,6 +26,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cluster::ApiCause;
+use crate::cluster::error::missing_namespace_hint;
 use crate::ui::{Diagnostic, ExitStatus};
 
 /// The default lease duration: a killed Ferry's lock is free again after this long.
@@ -175,9 +177,9 @@ pub enum LockError {
         namespace: String,
         /// The Lease's name.
         name: String,
-        /// The API error.
+        /// What the API server or the connection said.
         #[source]
-        source: Box<kube::Error>,
+        source: ApiCause,
     },
 }
 
@@ -185,6 +187,10 @@ impl Diagnostic for LockError {
     fn exit_status(&self) -> ExitStatus {
         match self {
             LockError::Lost { .. } => ExitStatus::Partial,
+            // The Lease is the first write of a release: nothing was changed.
+            LockError::Api { source, .. } if source.missing_namespace().is_some() => {
+                ExitStatus::BadInput
+            }
             _ => ExitStatus::Failure,
         }
     }
@@ -197,13 +203,18 @@ impl Diagnostic for LockError {
                     "if that process is gone, its lock expires at {expires_at} and the next release recovers"
                 ),
             ],
-            LockError::Api { source, .. } => match source.as_ref() {
-                kube::Error::Api(s) if s.is_forbidden() => vec![
-                    "ferry needs get, create, update, watch and delete on leases.coordination.k8s.io"
-                        .to_string(),
-                ],
-                _ => Vec::new(),
-            },
+            LockError::Api { source, .. } => {
+                if let Some(namespace) = source.missing_namespace() {
+                    vec![missing_namespace_hint(namespace)]
+                } else if source.is_forbidden() {
+                    vec![
+                        "ferry needs get, create, update, watch and delete on leases.coordination.k8s.io"
+                            .to_string(),
+                    ]
+                } else {
+                    Vec::new()
+                }
+            }
             _ => Vec::new(),
         }
     }
@@ -314,7 +325,7 @@ fn api_error(verb: &'static str, namespace: &str, name: &str, e: kube::Error) ->
         verb,
         namespace: namespace.to_string(),
         name: name.to_string(),
-        source: Box::new(e),
+        source: ApiCause::from_kube(&e),
     }
 }
 
@@ -418,8 +429,9 @@ pub async fn acquire(client: &Client, options: &LockOptions) -> Result<LockGuard
                 .await
                 {
                     Ok(Ok(_)) | Err(_) => continue,
-                    Ok(Err(e)) => {
-                        tracing::debug!(lease = %name, error = %e, "lease watch failed");
+                    Ok(Err(kube::runtime::wait::Error::ProbeFailed(e))) => {
+                        let error = ApiCause::from_watcher(&e);
+                        tracing::debug!(lease = %name, %error, "lease watch failed");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;
                     }
@@ -511,7 +523,10 @@ async fn renew(
                 return;
             }
             // Transient: try again at the next tick; the lease outlives two missed renewals.
-            Err(e) => tracing::debug!(lease = %name, error = %e, "lease renewal failed"),
+            Err(e) => {
+                let error = ApiCause::from_kube(&e);
+                tracing::debug!(lease = %name, %error, "lease renewal failed");
+            }
         }
     }
 }
@@ -519,6 +534,30 @@ async fn renew(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 10: a release into a missing namespace printed kube's Debug dump of the Status
+    /// and exited 1; it reads like `apply` and exits 2 (the Lease is the first write).
+    #[test]
+    fn a_missing_namespace_reads_like_apply_and_exits_2() {
+        let status =
+            kube::core::Status::failure("namespaces \"gone\" not found", "NotFound").with_code(404);
+        let error = api_error(
+            "create",
+            "gone",
+            "ferry-lock-demo-t",
+            kube::Error::Api(Box::new(status)),
+        );
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(
+            cause.as_deref(),
+            Some("namespaces \"gone\" not found (404 NotFound)")
+        );
+        assert_eq!(error.exit_status(), ExitStatus::BadInput);
+        assert_eq!(
+            error.hints(),
+            ["the namespace `gone` does not exist: create it with `ferry provision <env>`"]
+        );
+    }
 
     fn lease(holder: Option<&str>, renewed: Option<Timestamp>, seconds: i32) -> Lease {
         Lease {

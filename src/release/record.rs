@@ -33,6 +33,8 @@ use sha2::{Digest, Sha256};
 
 use super::availability::ServiceAvailability;
 use super::checks::CheckResult;
+use crate::cluster::ApiCause;
+use crate::cluster::error::missing_namespace_hint;
 use crate::ui::{Diagnostic, ExitStatus};
 
 /// The Secret type of release records.
@@ -280,9 +282,9 @@ pub enum RecordError {
         verb: &'static str,
         /// The namespace.
         namespace: String,
-        /// The API error.
+        /// What the API server or the connection said.
         #[source]
-        source: Box<kube::Error>,
+        source: ApiCause,
     },
 }
 
@@ -301,13 +303,18 @@ impl Diagnostic for RecordError {
                     "`ferry history {env}` lists the recorded revisions"
                 )]
             }
-            RecordError::Api { source, .. } => match source.as_ref() {
-                kube::Error::Api(s) if s.is_forbidden() => vec![
-                    "ferry needs get, list, create, patch and delete on secrets in the namespace"
-                        .to_string(),
-                ],
-                _ => Vec::new(),
-            },
+            RecordError::Api { source, .. } => {
+                if let Some(namespace) = source.missing_namespace() {
+                    vec![missing_namespace_hint(namespace)]
+                } else if source.is_forbidden() {
+                    vec![
+                        "ferry needs get, list, create, patch and delete on secrets in the namespace"
+                            .to_string(),
+                    ]
+                } else {
+                    Vec::new()
+                }
+            }
             _ => Vec::new(),
         }
     }
@@ -431,7 +438,7 @@ impl RecordStore {
         move |e| RecordError::Api {
             verb,
             namespace: self.namespace.clone(),
-            source: Box::new(e),
+            source: ApiCause::from_kube(&e),
         }
     }
 
