@@ -37,10 +37,17 @@ async fn issue_10_release_into_a_missing_namespace_says_so_and_changes_nothing()
 
     let release = ferry(project.path(), &["release", "t"]).await;
     release.assert_code(2, "release into a missing namespace");
-    assert!(release.stderr.starts_with("error: "), "{}", release.stderr);
+    assert!(release.stderr.contains("error: "), "{}", release.stderr);
     assert!(release.stderr.contains(&hint), "{}", release.stderr);
     assert_no_debug_dump(&release.stderr);
     assert_eq!(release.stdout, "");
+
+    let json = ferry(project.path(), &["release", "t", "--output", "json"]).await;
+    json.assert_code(2, "release --output json into a missing namespace");
+    let finished = json.finished();
+    assert_eq!(finished["exit_code"], 2, "{finished}");
+    assert_no_debug_dump(&json.stdout);
+    assert_no_debug_dump(&json.stderr);
 
     let client = cluster().client().await;
     let found = Api::<Namespace>::all(client.clone())
