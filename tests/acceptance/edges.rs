@@ -30,9 +30,8 @@ async fn issue_10_release_into_a_missing_namespace_says_so_and_changes_nothing()
 
     let apply = ferry(project.path(), &["apply", "t"]).await;
     apply.assert_code(2, "apply into a missing namespace");
-    let hint = format!(
-        "the namespace `{namespace}` does not exist: create it with `ferry provision <env>`"
-    );
+    let hint =
+        format!("the namespace `{namespace}` does not exist: create it with `ferry provision t`");
     assert!(apply.stderr.contains(&hint), "{}", apply.stderr);
 
     let release = ferry(project.path(), &["release", "t"]).await;
