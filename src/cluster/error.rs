@@ -283,8 +283,12 @@ impl RequestError {
 }
 
 /// The hint for a request into a namespace that does not exist, the same from every command.
-pub fn missing_namespace_hint(namespace: &str) -> String {
-    format!("the namespace `{namespace}` does not exist: create it with `ferry provision <env>`")
+/// `environment` is the environment's name, or `<env>` where the error does not know it (the
+/// operations then replace `<env>` in its hints).
+pub fn missing_namespace_hint(namespace: &str, environment: &str) -> String {
+    format!(
+        "the namespace `{namespace}` does not exist: create it with `ferry provision {environment}`"
+    )
 }
 
 impl Diagnostic for RequestError {
@@ -303,7 +307,7 @@ impl Diagnostic for RequestError {
             return hints;
         }
         if let Some(namespace) = self.missing_namespace() {
-            hints.push(missing_namespace_hint(namespace));
+            hints.push(missing_namespace_hint(namespace, "<env>"));
             return hints;
         }
         match self.source.code() {

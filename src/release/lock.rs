@@ -173,6 +173,8 @@ pub enum LockError {
     Api {
         /// `create`, `get`, `replace`, `watch` or `delete`.
         verb: &'static str,
+        /// The environment.
+        env: String,
         /// The namespace.
         namespace: String,
         /// The Lease's name.
@@ -203,9 +205,9 @@ impl Diagnostic for LockError {
                     "if that process is gone, its lock expires at {expires_at} and the next release recovers"
                 ),
             ],
-            LockError::Api { source, .. } => {
+            LockError::Api { source, env, .. } => {
                 if let Some(namespace) = source.missing_namespace() {
-                    vec![missing_namespace_hint(namespace)]
+                    vec![missing_namespace_hint(namespace, env)]
                 } else if source.is_forbidden() {
                     vec![
                         "ferry needs get, create, update, watch and delete on leases.coordination.k8s.io"
@@ -306,7 +308,7 @@ impl LockGuard {
                 app: self.options.app.clone(),
                 env: self.options.env.clone(),
             }),
-            Err(e) => Err(api_error("delete", &self.options.namespace, &self.name, e)),
+            Err(e) => Err(api_error("delete", &self.options, &self.name, e)),
         }
     }
 }
@@ -320,10 +322,11 @@ impl Drop for LockGuard {
     }
 }
 
-fn api_error(verb: &'static str, namespace: &str, name: &str, e: kube::Error) -> LockError {
+fn api_error(verb: &'static str, options: &LockOptions, name: &str, e: kube::Error) -> LockError {
     LockError::Api {
         verb,
-        namespace: namespace.to_string(),
+        env: options.env.clone(),
+        namespace: options.namespace.clone(),
         name: name.to_string(),
         source: ApiCause::from_kube(&e),
     }
@@ -380,12 +383,12 @@ pub async fn acquire(client: &Client, options: &LockOptions) -> Result<LockGuard
                 return Ok(guard);
             }
             Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-            Err(e) => return Err(api_error("create", ns, &name, e)),
+            Err(e) => return Err(api_error("create", options, &name, e)),
         }
         let Some(current) = api
             .get_opt(&name)
             .await
-            .map_err(|e| api_error("get", ns, &name, e))?
+            .map_err(|e| api_error("get", options, &name, e))?
         else {
             continue; // released between our create and get: try again
         };
@@ -457,7 +460,7 @@ pub async fn acquire(client: &Client, options: &LockOptions) -> Result<LockGuard
             Ok(lease) => return Ok(start_guard(api, options, name, lease, previous)),
             // Someone else took it first: look again (and refuse or wait for them).
             Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => continue,
-            Err(e) => return Err(api_error("replace", ns, &name, e)),
+            Err(e) => return Err(api_error("replace", options, &name, e)),
         }
     }
 }
@@ -541,10 +544,18 @@ mod tests {
     fn a_missing_namespace_reads_like_apply_and_exits_2() {
         let status =
             kube::core::Status::failure("namespaces \"gone\" not found", "NotFound").with_code(404);
+        let options = LockOptions {
+            namespace: "gone".into(),
+            app: "demo".into(),
+            env: "staging".into(),
+            holder: "test".into(),
+            duration: DEFAULT_LEASE_DURATION,
+            wait: None,
+        };
         let error = api_error(
             "create",
-            "gone",
-            "ferry-lock-demo-t",
+            &options,
+            "ferry-lock-demo-staging",
             kube::Error::Api(Box::new(status)),
         );
         let cause = std::error::Error::source(&error).map(ToString::to_string);
@@ -555,7 +566,7 @@ mod tests {
         assert_eq!(error.exit_status(), ExitStatus::BadInput);
         assert_eq!(
             error.hints(),
-            ["the namespace `gone` does not exist: create it with `ferry provision <env>`"]
+            ["the namespace `gone` does not exist: create it with `ferry provision staging`"]
         );
     }
 

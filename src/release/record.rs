@@ -280,6 +280,8 @@ pub enum RecordError {
     Api {
         /// `create`, `apply`, `get`, `list` or `delete`.
         verb: &'static str,
+        /// The environment.
+        env: String,
         /// The namespace.
         namespace: String,
         /// What the API server or the connection said.
@@ -303,9 +305,9 @@ impl Diagnostic for RecordError {
                     "`ferry history {env}` lists the recorded revisions"
                 )]
             }
-            RecordError::Api { source, .. } => {
+            RecordError::Api { source, env, .. } => {
                 if let Some(namespace) = source.missing_namespace() {
-                    vec![missing_namespace_hint(namespace)]
+                    vec![missing_namespace_hint(namespace, env)]
                 } else if source.is_forbidden() {
                     vec![
                         "ferry needs get, list, create, patch and delete on secrets in the namespace"
@@ -437,6 +439,7 @@ impl RecordStore {
     fn api_err(&self, verb: &'static str) -> impl Fn(kube::Error) -> RecordError + '_ {
         move |e| RecordError::Api {
             verb,
+            env: self.env.clone(),
             namespace: self.namespace.clone(),
             source: ApiCause::from_kube(&e),
         }
