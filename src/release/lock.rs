@@ -181,7 +181,7 @@ pub enum LockError {
         name: String,
         /// What the API server or the connection said.
         #[source]
-        source: ApiCause,
+        source: Box<ApiCause>,
     },
 }
 
@@ -328,7 +328,7 @@ fn api_error(verb: &'static str, options: &LockOptions, name: &str, e: kube::Err
         env: options.env.clone(),
         namespace: options.namespace.clone(),
         name: name.to_string(),
-        source: ApiCause::from_kube(&e),
+        source: Box::new(ApiCause::from_kube(&e)),
     }
 }
 

@@ -286,7 +286,7 @@ pub enum RecordError {
         namespace: String,
         /// What the API server or the connection said.
         #[source]
-        source: ApiCause,
+        source: Box<ApiCause>,
     },
 }
 
@@ -441,7 +441,7 @@ impl RecordStore {
             verb,
             env: self.env.clone(),
             namespace: self.namespace.clone(),
-            source: ApiCause::from_kube(&e),
+            source: Box::new(ApiCause::from_kube(&e)),
         }
     }
 
