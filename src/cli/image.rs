@@ -230,9 +230,9 @@ fn interrupted(printer: &Printer) -> ExitStatus {
     ExitStatus::Interrupted
 }
 
-/// `sha256:0123456789ab`.
+/// `sha256:0123456789ab`; a digest of another shape (from a lock file or a registry) whole.
 fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(19)]
+    digest.get(..19).unwrap_or(digest)
 }
 
 fn human_size(bytes: u64) -> String {

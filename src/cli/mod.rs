@@ -44,9 +44,6 @@ pub struct GlobalArgs {
     /// The kubeconfig context (default: the environment file's `context`).
     #[arg(long, global = true, value_name = "NAME")]
     context: Option<String>,
-    /// Answer yes to confirmations (for CI).
-    #[arg(long, global = true)]
-    yes: bool,
     /// Never draw progress bars.
     #[arg(long, global = true)]
     no_progress: bool,
@@ -156,17 +153,14 @@ pub fn main() -> ExitCode {
     };
     ui::logging::init(cli.global.verbose);
     let printer = Printer::new(cli.global.output);
-    let status = match run(&cli, &printer) {
-        Ok(status) => status,
+    // A closed stdout (`ferry diff | head -1`) only stops the data: the printer drops it
+    // quietly, the command runs to its end, and the exit code is still the command's own.
+    match run(&cli, &printer) {
+        Ok(status) => status.into(),
         Err(error) => {
             ui::render_error(&printer, error.as_ref());
-            error.exit_status()
+            error.exit_status().into()
         }
-    };
-    if printer.stdout_closed() {
-        ExitStatus::Success.into()
-    } else {
-        status.into()
     }
 }
 

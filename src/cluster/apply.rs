@@ -847,7 +847,7 @@ impl<'a> Engine<'a> {
                 Err(error)
                     if error
                         .missing_namespace()
-                        .is_some_and(|ns| self.bundle_namespaces.contains(&ns)) =>
+                        .is_some_and(|ns| self.bundle_namespaces.contains(ns)) =>
                 {
                     results[index] = Some(self.unchecked(d));
                 }

@@ -129,16 +129,40 @@ pub enum ApiCause {
 
 impl ApiCause {
     /// Classifies a kube client error.
+    ///
+    /// This is the one place a kube error becomes text for people: every module error that
+    /// a request can cause holds an `ApiCause`, never a `kube::Error`, whose `Display` of an
+    /// API answer includes a Rust `Debug` dump of the whole `Status`.
     pub fn from_kube(error: &kube::Error) -> Self {
         match error {
-            kube::Error::Api(status) => ApiCause::Status {
-                code: status.code,
-                reason: status.reason.clone(),
-                message: status.message.clone(),
-            },
+            kube::Error::Api(status) => Self::from_status(status),
             other => ApiCause::Transport {
                 message: chain_text(other),
             },
+        }
+    }
+
+    /// Classifies a watch error (its `Display` embeds the kube error's, `Debug` dump and all).
+    pub fn from_watcher(error: &kube::runtime::watcher::Error) -> Self {
+        use kube::runtime::watcher::Error as Watch;
+        match error {
+            Watch::InitialListFailed(e) | Watch::WatchStartFailed(e) | Watch::WatchFailed(e) => {
+                Self::from_kube(e)
+            }
+            Watch::WatchError(status) => Self::from_status(status),
+            Watch::NoResourceVersion => ApiCause::Transport {
+                message:
+                    "the watch answer had no resourceVersion (does the resource support watch?)"
+                        .to_string(),
+            },
+        }
+    }
+
+    fn from_status(status: &kube::core::Status) -> Self {
+        ApiCause::Status {
+            code: status.code,
+            reason: status.reason.clone(),
+            message: status.message.clone(),
         }
     }
 
@@ -161,6 +185,21 @@ impl ApiCause {
     /// True for a 404.
     pub fn is_not_found(&self) -> bool {
         self.code() == Some(404)
+    }
+
+    /// True for a 403.
+    pub fn is_forbidden(&self) -> bool {
+        self.code() == Some(403)
+    }
+
+    /// The namespace a 404 says is missing (`namespaces "x" not found`).
+    pub fn missing_namespace(&self) -> Option<&str> {
+        if !self.is_not_found() {
+            return None;
+        }
+        let rest = self.message()?.strip_prefix("namespaces \"")?;
+        let (name, tail) = rest.split_once('"')?;
+        tail.contains("not found").then_some(name)
     }
 
     /// The exit status a failure with this cause deserves when nothing was changed: 2 when the
@@ -238,15 +277,18 @@ impl RequestError {
     }
 
     /// The namespace a 404 says is missing (`namespaces "x" not found`).
-    pub fn missing_namespace(&self) -> Option<String> {
-        let message = self.source.message()?;
-        if !self.source.is_not_found() {
-            return None;
-        }
-        let rest = message.strip_prefix("namespaces \"")?;
-        let (name, tail) = rest.split_once('"')?;
-        tail.contains("not found").then(|| name.to_string())
+    pub fn missing_namespace(&self) -> Option<&str> {
+        self.source.missing_namespace()
     }
+}
+
+/// The hint for a request into a namespace that does not exist, the same from every command.
+/// `environment` is the environment's name, or `<env>` where the error does not know it (the
+/// operations then replace `<env>` in its hints).
+pub fn missing_namespace_hint(namespace: &str, environment: &str) -> String {
+    format!(
+        "the namespace `{namespace}` does not exist: create it with `ferry provision {environment}`"
+    )
 }
 
 impl Diagnostic for RequestError {
@@ -265,9 +307,7 @@ impl Diagnostic for RequestError {
             return hints;
         }
         if let Some(namespace) = self.missing_namespace() {
-            hints.push(format!(
-                "the namespace `{namespace}` does not exist: create it with `ferry provision <env>`"
-            ));
+            hints.push(missing_namespace_hint(namespace, "<env>"));
             return hints;
         }
         match self.source.code() {
@@ -515,8 +555,41 @@ mod tests {
                 message: "namespaces \"gone\" not found".into(),
             },
         };
-        assert_eq!(error.missing_namespace().as_deref(), Some("gone"));
+        assert_eq!(error.missing_namespace(), Some("gone"));
         assert_eq!(error.to_string(), "failed to apply ConfigMap gone/x");
         assert_eq!(error.exit_status(), ExitStatus::BadInput);
+    }
+
+    fn not_found_status() -> Box<kube::core::Status> {
+        Box::new(
+            kube::core::Status::failure("namespaces \"gone\" not found", "NotFound").with_code(404),
+        )
+    }
+
+    /// Issue 10: kube's own `Display` of an API answer ends in a `Debug` dump of the Status;
+    /// the cause Ferry keeps reads like the server's message.
+    #[test]
+    fn an_api_answer_reads_without_a_debug_dump() {
+        let error = kube::Error::Api(not_found_status());
+        assert!(
+            error.to_string().contains("Status {"),
+            "kube changed: {error}"
+        );
+        let cause = ApiCause::from_kube(&error);
+        assert_eq!(
+            cause.to_string(),
+            "namespaces \"gone\" not found (404 NotFound)"
+        );
+        assert_eq!(cause.missing_namespace(), Some("gone"));
+
+        use kube::runtime::watcher::Error as Watch;
+        for watch in [
+            Watch::InitialListFailed(kube::Error::Api(not_found_status())),
+            Watch::WatchStartFailed(kube::Error::Api(not_found_status())),
+            Watch::WatchFailed(kube::Error::Api(not_found_status())),
+            Watch::WatchError(not_found_status()),
+        ] {
+            assert_eq!(ApiCause::from_watcher(&watch), cause, "{watch}");
+        }
     }
 }

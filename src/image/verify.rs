@@ -147,6 +147,11 @@ fn json_diff(location: &str, path: &str, a: &Value, b: &Value, out: &mut Vec<Dif
     }
 }
 
+/// An optional field for people: the value, or `none` (never Rust's `Some("…")`).
+fn or_none(value: &Option<String>) -> String {
+    value.clone().unwrap_or_else(|| "none".to_string())
+}
+
 fn entries_diff(layer: usize, a: &[ReadEntry], b: &[ReadEntry], out: &mut Vec<Difference>) {
     for (i, (ea, eb)) in a.iter().zip(b).enumerate() {
         let location = format!("layer {layer} entry {}", ea.path);
@@ -170,14 +175,10 @@ fn entries_diff(layer: usize, a: &[ReadEntry], b: &[ReadEntry], out: &mut Vec<Di
             ("gid", ea.gid.to_string(), eb.gid.to_string()),
             ("mtime", ea.mtime.to_string(), eb.mtime.to_string()),
             ("size", ea.size.to_string(), eb.size.to_string()),
-            ("link", format!("{:?}", ea.link), format!("{:?}", eb.link)),
+            ("link", or_none(&ea.link), or_none(&eb.link)),
             ("uname", ea.uname.clone(), eb.uname.clone()),
             ("gname", ea.gname.clone(), eb.gname.clone()),
-            (
-                "content sha256",
-                format!("{:?}", ea.sha256),
-                format!("{:?}", eb.sha256),
-            ),
+            ("content sha256", or_none(&ea.sha256), or_none(&eb.sha256)),
             ("pax records (xattrs)", ea.pax.join(","), eb.pax.join(",")),
         ];
         for (field, va, vb) in fields {

@@ -120,7 +120,7 @@ fn read_previous(path: &PathBuf) -> Result<Vec<Object>, Error> {
     for file in files {
         let text = std::fs::read_to_string(&file).map_err(|e| fail(e.into()))?;
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| fail(e.without_snippet().to_string().into()))?;
+            .map_err(|e| fail(crate::project::yaml_message(&e).into()))?;
         for doc in docs.into_iter().filter(|d| !d.is_null()) {
             objects.push(Object::new(doc, None).map_err(|e| fail(e.into()))?);
         }

@@ -151,12 +151,35 @@ fn file_name(index: usize, id: &ObjectRef) -> String {
         .as_deref()
         .map(|n| format!("{n}-"))
         .unwrap_or_default();
-    format!(
-        "{:03}-{}-{namespace}{}.yaml",
-        index + 1,
-        id.kind.to_ascii_lowercase(),
-        id.name
-    )
+    let name = format!("{}-{namespace}{}", id.kind.to_ascii_lowercase(), id.name);
+    format!("{:03}-{}.yaml", index + 1, file_safe(&name))
+}
+
+/// `text` as one path component: anything but letters, digits, `-`, `.` and `_` (a `/`, a
+/// `\`, a control character: a name nobody validated yet) becomes `_`, so a file never lands
+/// outside the directory.
+fn file_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Whether a file name is one [`file_name`] gives (`NNN-….yaml`). Compares bytes, so a name
+/// in any encoding (non-ASCII, not UTF-8) is simply not one.
+fn is_earlier_render(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    match name.split_first_chunk::<4>() {
+        Some((&[a, b, c, b'-'], rest)) => {
+            [a, b, c].iter().all(u8::is_ascii_digit) && rest.ends_with(b".yaml")
+        }
+        _ => false,
+    }
 }
 
 /// Writes one file per object into `dir`, after removing files of an earlier render there
@@ -169,15 +192,7 @@ fn write_files(dir: &Path, objects: &[RenderedObject]) -> Result<Vec<PathBuf>, E
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let path = entry.map_err(io(dir))?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let earlier = name.len() > 4
-            && name[..3].bytes().all(|b| b.is_ascii_digit())
-            && name[3..].starts_with('-')
-            && name.ends_with(".yaml");
-        if earlier {
+        if path.file_name().is_some_and(is_earlier_render) {
             std::fs::remove_file(&path).map_err(io(&path))?;
         }
     }

@@ -9,6 +9,7 @@ mod model;
 pub mod secrets;
 pub mod values;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -163,10 +164,49 @@ impl YamlError {
         (
             line,
             YamlError {
-                message: error.without_snippet().to_string(),
+                message: yaml_message(error),
             },
         )
     }
+}
+
+/// serde-saphyr's explanation of `error`, with its location and without a snippet: the one
+/// way Ferry words a YAML error of a user's file.
+pub(crate) fn yaml_message(error: &serde_saphyr::Error) -> String {
+    error.without_snippet().render_with_formatter(&Messages)
+}
+
+/// serde-saphyr's default wording, except for its resource limits, which it prints as a Rust
+/// `Debug` struct (`budget breached: Depth { depth: 65 }`).
+struct Messages;
+
+impl serde_saphyr::MessageFormatter for Messages {
+    fn format_message<'a>(&self, error: &'a serde_saphyr::Error) -> Cow<'a, str> {
+        match error {
+            serde_saphyr::Error::Budget { breach, .. } => Cow::Owned(budget_text(breach)),
+            other => serde_saphyr::DefaultMessageFormatter.format_message(other),
+        }
+    }
+}
+
+fn budget_text(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let what = match breach {
+        B::Depth { depth } => format!("collections nested {depth} deep"),
+        B::Nodes { nodes } => format!("{nodes} values with aliases expanded"),
+        B::Aliases { aliases } => format!("{aliases} aliases"),
+        B::AliasAnchorRatio { aliases, anchors } => {
+            format!("{aliases} aliases of {anchors} anchors")
+        }
+        B::Anchors { anchors } => format!("{anchors} anchors"),
+        B::Documents { documents } => format!("{documents} documents"),
+        B::Events { events } => format!("{events} YAML events"),
+        B::ScalarBytes { total_scalar_bytes } => format!("{total_scalar_bytes} bytes of text"),
+        B::MergeKeys { merge_keys } => format!("{merge_keys} merge keys"),
+        B::SequenceUnbalanced => return "a collection closed that was never opened".to_string(),
+        _ => return "too large or too complex to read".to_string(),
+    };
+    format!("too large or too complex to read ({what})")
 }
 
 /// Parses `text` (read from `path`) as `T`, with the line of any error.

@@ -179,7 +179,7 @@ fn read_secrets_file(path: &Path) -> Result<BTreeMap<String, String>, Error> {
         .map_err(|error| Error::SecretFile {
             path: path.to_path_buf(),
             source: YamlError {
-                message: error.without_snippet().to_string(),
+                message: super::yaml_message(&error),
             },
         })
 }

@@ -303,7 +303,7 @@ pub enum AvailabilityError {
         service: String,
         /// The last watch error.
         #[source]
-        source: Box<watcher::Error>,
+        source: Box<crate::cluster::ApiCause>,
     },
 }
 
@@ -370,8 +370,9 @@ impl Tracker {
             Err(e) => {
                 if self.figures.is_some() {
                     self.gap(format!(
-                        "the EndpointSlice watch failed at {} ({e}); changes may have been missed",
-                        clock(now)
+                        "the EndpointSlice watch failed at {} ({}); changes may have been missed",
+                        clock(now),
+                        crate::cluster::ApiCause::from_watcher(&e)
                     ));
                     return Step::Changed;
                 }
@@ -628,7 +629,8 @@ impl AvailabilityWatch {
                     LAG_BOUND.as_secs()
                 )),
                 Err(e) => Some(format!(
-                    "a fresh list of its EndpointSlices to check the watch failed ({e})"
+                    "a fresh list of its EndpointSlices to check the watch failed ({})",
+                    crate::cluster::ApiCause::from_kube(&e)
                 )),
             };
             current.insert(s.service, verdict);
@@ -751,7 +753,8 @@ async fn watch_service(
                     event: Result<watcher::Event<EndpointSlice>, watcher::Error>|
      -> Result<(), AvailabilityError> {
         if let Err(e) = &event {
-            tracing::debug!(service = %tracker.target.service, error = %e, "EndpointSlice watch error");
+            let error = crate::cluster::ApiCause::from_watcher(e);
+            tracing::debug!(service = %tracker.target.service, %error, "EndpointSlice watch error");
         }
         match tracker.on(event, Timestamp::now()) {
             Step::Waiting => {}
@@ -759,7 +762,7 @@ async fn watch_service(
                 return Err(AvailabilityError::Watch {
                     namespace: namespace.clone(),
                     service: tracker.target.service.clone(),
-                    source: Box::new(e),
+                    source: Box::new(crate::cluster::ApiCause::from_watcher(&e)),
                 });
             }
             Step::Armed => {

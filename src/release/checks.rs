@@ -360,7 +360,7 @@ async fn attempt_proxy(
         .client
         .send(request)
         .await
-        .map_err(|e| (None, e.to_string()))?;
+        .map_err(|e| (None, crate::cluster::ApiCause::from_kube(&e).to_string()))?;
     let status = response.status().as_u16();
     let body = response
         .into_body()

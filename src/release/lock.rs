@@ -26,6 +26,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cluster::ApiCause;
+use crate::cluster::error::missing_namespace_hint;
 use crate::ui::{Diagnostic, ExitStatus};
 
 /// The default lease duration: a killed Ferry's lock is free again after this long.
@@ -171,13 +173,15 @@ pub enum LockError {
     Api {
         /// `create`, `get`, `replace`, `watch` or `delete`.
         verb: &'static str,
+        /// The environment.
+        env: String,
         /// The namespace.
         namespace: String,
         /// The Lease's name.
         name: String,
-        /// The API error.
+        /// What the API server or the connection said.
         #[source]
-        source: Box<kube::Error>,
+        source: Box<ApiCause>,
     },
 }
 
@@ -185,6 +189,10 @@ impl Diagnostic for LockError {
     fn exit_status(&self) -> ExitStatus {
         match self {
             LockError::Lost { .. } => ExitStatus::Partial,
+            // The Lease is the first write of a release: nothing was changed.
+            LockError::Api { source, .. } if source.missing_namespace().is_some() => {
+                ExitStatus::BadInput
+            }
             _ => ExitStatus::Failure,
         }
     }
@@ -197,13 +205,18 @@ impl Diagnostic for LockError {
                     "if that process is gone, its lock expires at {expires_at} and the next release recovers"
                 ),
             ],
-            LockError::Api { source, .. } => match source.as_ref() {
-                kube::Error::Api(s) if s.is_forbidden() => vec![
-                    "ferry needs get, create, update, watch and delete on leases.coordination.k8s.io"
-                        .to_string(),
-                ],
-                _ => Vec::new(),
-            },
+            LockError::Api { source, env, .. } => {
+                if let Some(namespace) = source.missing_namespace() {
+                    vec![missing_namespace_hint(namespace, env)]
+                } else if source.is_forbidden() {
+                    vec![
+                        "ferry needs get, create, update, watch and delete on leases.coordination.k8s.io"
+                            .to_string(),
+                    ]
+                } else {
+                    Vec::new()
+                }
+            }
             LockError::Lost { env, .. } => vec![
                 "another process took the lock while this release ran (or renewals failed until it expired): ferry stopped at once and restored nothing".to_string(),
                 format!("`ferry status {env}` shows what is live now; `ferry history {env}` what each release did"),
@@ -317,7 +330,7 @@ impl LockGuard {
                 app: self.options.app.clone(),
                 env: self.options.env.clone(),
             }),
-            Err(e) => Err(api_error("delete", &self.options.namespace, &self.name, e)),
+            Err(e) => Err(api_error("delete", &self.options, &self.name, e)),
         }
     }
 }
@@ -331,12 +344,13 @@ impl Drop for LockGuard {
     }
 }
 
-fn api_error(verb: &'static str, namespace: &str, name: &str, e: kube::Error) -> LockError {
+fn api_error(verb: &'static str, options: &LockOptions, name: &str, e: kube::Error) -> LockError {
     LockError::Api {
         verb,
-        namespace: namespace.to_string(),
+        env: options.env.clone(),
+        namespace: options.namespace.clone(),
         name: name.to_string(),
-        source: Box::new(e),
+        source: Box::new(ApiCause::from_kube(&e)),
     }
 }
 
@@ -391,12 +405,12 @@ pub async fn acquire(client: &Client, options: &LockOptions) -> Result<LockGuard
                 return Ok(guard);
             }
             Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-            Err(e) => return Err(api_error("create", ns, &name, e)),
+            Err(e) => return Err(api_error("create", options, &name, e)),
         }
         let Some(current) = api
             .get_opt(&name)
             .await
-            .map_err(|e| api_error("get", ns, &name, e))?
+            .map_err(|e| api_error("get", options, &name, e))?
         else {
             continue; // released between our create and get: try again
         };
@@ -440,8 +454,9 @@ pub async fn acquire(client: &Client, options: &LockOptions) -> Result<LockGuard
                 .await
                 {
                     Ok(Ok(_)) | Err(_) => continue,
-                    Ok(Err(e)) => {
-                        tracing::debug!(lease = %name, error = %e, "lease watch failed");
+                    Ok(Err(kube::runtime::wait::Error::ProbeFailed(e))) => {
+                        let error = ApiCause::from_watcher(&e);
+                        tracing::debug!(lease = %name, %error, "lease watch failed");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;
                     }
@@ -467,7 +482,7 @@ pub async fn acquire(client: &Client, options: &LockOptions) -> Result<LockGuard
             Ok(lease) => return Ok(start_guard(api, options, name, lease, previous)),
             // Someone else took it first: look again (and refuse or wait for them).
             Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => continue,
-            Err(e) => return Err(api_error("replace", ns, &name, e)),
+            Err(e) => return Err(api_error("replace", options, &name, e)),
         }
     }
 }
@@ -557,7 +572,8 @@ async fn renew(
             }
             // Transient: try again at the next tick, unless the Lease has expired by then.
             Err(e) => {
-                tracing::debug!(lease = %name, error = %e, "lease renewal failed");
+                let error = ApiCause::from_kube(&e);
+                tracing::debug!(lease = %name, %error, "lease renewal failed");
                 if tokio::time::Instant::now() + every >= expires {
                     tokio::select! {
                         _ = stop.wait_for(|s| *s) => return,
@@ -574,6 +590,38 @@ async fn renew(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 10: a release into a missing namespace printed kube's Debug dump of the Status
+    /// and exited 1; it reads like `apply` and exits 2 (the Lease is the first write).
+    #[test]
+    fn a_missing_namespace_reads_like_apply_and_exits_2() {
+        let status =
+            kube::core::Status::failure("namespaces \"gone\" not found", "NotFound").with_code(404);
+        let options = LockOptions {
+            namespace: "gone".into(),
+            app: "demo".into(),
+            env: "staging".into(),
+            holder: "test".into(),
+            duration: DEFAULT_LEASE_DURATION,
+            wait: None,
+        };
+        let error = api_error(
+            "create",
+            &options,
+            "ferry-lock-demo-staging",
+            kube::Error::Api(Box::new(status)),
+        );
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(
+            cause.as_deref(),
+            Some("namespaces \"gone\" not found (404 NotFound)")
+        );
+        assert_eq!(error.exit_status(), ExitStatus::BadInput);
+        assert_eq!(
+            error.hints(),
+            ["the namespace `gone` does not exist: create it with `ferry provision staging`"]
+        );
+    }
 
     fn lease(holder: Option<&str>, renewed: Option<Timestamp>, seconds: i32) -> Lease {
         Lease {

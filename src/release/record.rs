@@ -37,6 +37,8 @@ use sha2::{Digest, Sha256};
 
 use super::availability::ServiceAvailability;
 use super::checks::CheckResult;
+use crate::cluster::ApiCause;
+use crate::cluster::error::missing_namespace_hint;
 use crate::ui::{Diagnostic, ExitStatus};
 
 /// The Secret type of release records.
@@ -305,11 +307,13 @@ pub enum RecordError {
     Api {
         /// `create`, `apply`, `get`, `list` or `delete`.
         verb: &'static str,
+        /// The environment.
+        env: String,
         /// The namespace.
         namespace: String,
-        /// The API error.
+        /// What the API server or the connection said.
         #[source]
-        source: Box<kube::Error>,
+        source: Box<ApiCause>,
     },
 }
 
@@ -328,13 +332,18 @@ impl Diagnostic for RecordError {
                     "`ferry history {env}` lists the recorded revisions"
                 )]
             }
-            RecordError::Api { source, .. } => match source.as_ref() {
-                kube::Error::Api(s) if s.is_forbidden() => vec![
-                    "ferry needs get, list, create, patch and delete on secrets in the namespace"
-                        .to_string(),
-                ],
-                _ => Vec::new(),
-            },
+            RecordError::Api { source, env, .. } => {
+                if let Some(namespace) = source.missing_namespace() {
+                    vec![missing_namespace_hint(namespace, env)]
+                } else if source.is_forbidden() {
+                    vec![
+                        "ferry needs get, list, create, patch and delete on secrets in the namespace"
+                            .to_string(),
+                    ]
+                } else {
+                    Vec::new()
+                }
+            }
             _ => Vec::new(),
         }
     }
@@ -462,8 +471,9 @@ impl RecordStore {
     fn api_err(&self, verb: &'static str) -> impl Fn(kube::Error) -> RecordError + '_ {
         move |e| RecordError::Api {
             verb,
+            env: self.env.clone(),
             namespace: self.namespace.clone(),
-            source: Box::new(e),
+            source: Box::new(ApiCause::from_kube(&e)),
         }
     }
 

@@ -35,6 +35,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use super::reporter::RolloutReporter;
+use crate::cluster::ApiCause;
 use crate::ui::{Diagnostic, ExitStatus};
 
 /// Container waiting reasons that mean a new pod will not start without a change.
@@ -526,7 +527,7 @@ pub enum RolloutError {
         what: &'static str,
         /// The last watch error.
         #[source]
-        source: Box<watcher::Error>,
+        source: Box<ApiCause>,
     },
     /// The Deployment controller reported `ProgressDeadlineExceeded`.
     #[error("{workload} failed: ProgressDeadlineExceeded")]
@@ -825,7 +826,7 @@ impl RolloutWatch {
                 return Err(RolloutError::Watch {
                     workload: first.workload.clone(),
                     what,
-                    source: Box::new(source),
+                    source: Box::new(ApiCause::from_watcher(&source)),
                 });
             }
             let mut recheck = false;
@@ -991,7 +992,7 @@ where
                 Ok(_) => errors = 0,
                 Err(e) => {
                     errors += 1;
-                    tracing::debug!(what, error = %e, "rollout watch error");
+                    tracing::debug!(what, error = %ApiCause::from_watcher(&e), "rollout watch error");
                     if errors >= MAX_WATCH_ERRORS {
                         *shared
                             .failure

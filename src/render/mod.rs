@@ -442,6 +442,16 @@ fn split_documents<'a>(
     chunks
 }
 
+/// At most [`EXCERPT_CHARS`] characters of `line` (cut at a character, never inside one),
+/// with `…` when cut: a generated line can be megabytes long.
+fn excerpt(line: &str) -> String {
+    const EXCERPT_CHARS: usize = 120;
+    match line.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
 fn parse_chunk(chunk: &Chunk<'_>) -> Result<Vec<Value>, Error> {
     yaml::parse_documents(chunk.text).map_err(|failure| {
         let excerpt = failure
@@ -452,7 +462,7 @@ fn parse_chunk(chunk: &Chunk<'_>) -> Result<Vec<Value>, Error> {
                     .lines()
                     .nth(usize::try_from(l).unwrap_or(0).saturating_sub(1))
             })
-            .map(|l| format!(" (the line reads `{}`)", l.trim()))
+            .map(|l| format!(" (the line reads `{}`)", excerpt(l.trim())))
             .unwrap_or_default();
         Error::Yaml {
             template: chunk.template.name.clone(),

@@ -13,6 +13,15 @@ use yaml_rust2::Yaml;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+/// Collections nested deeper than this are refused: no Kubernetes object comes close, and a
+/// deeper value would overflow the stack of every recursive walk that follows (drop, lint,
+/// emit). serde_json stops at 128 for the same reason.
+const MAX_DEPTH: usize = 256;
+
+/// Values that aliases may add, in total, to one text: a few aliases in a real template add a
+/// few hundred; "billion laughs" (aliases of aliases) would exhaust memory instead.
+const MAX_ALIAS_VALUES: usize = 1_000_000;
+
 /// Why a chunk of rendered output is not YAML Ferry accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct YamlFailure {
@@ -41,9 +50,21 @@ impl YamlFailure {
 /// unresolved alias, or a number JSON cannot hold (`.inf`, `.nan`).
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlFailure> {
     let mut builder = Builder::default();
-    Parser::new_from_str(text)
-        .load(&mut builder, true)
-        .map_err(|e| YamlFailure::at(*e.marker(), e.info().to_string()))?;
+    // Events one by one, not `Parser::load`: that one recurses once per nesting level (a
+    // 100,000-deep `- - - …` overflowed the stack) and asserts on the events it gets.
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        let (event, mark) = parser
+            .next_token()
+            .map_err(|e| YamlFailure::at(*e.marker(), e.info().to_string()))?;
+        if event == Event::StreamEnd {
+            break;
+        }
+        builder.on_event(event, mark);
+        if builder.failure.is_some() {
+            break;
+        }
+    }
     if let Some(failure) = builder.failure {
         return Err(failure);
     }
@@ -72,7 +93,10 @@ enum Frame {
 struct Builder {
     documents: Vec<Value>,
     stack: Vec<Frame>,
-    anchors: BTreeMap<usize, Value>,
+    /// Each anchored value with its size.
+    anchors: BTreeMap<usize, (Value, Size)>,
+    /// Values added by aliases so far.
+    aliased: usize,
     failure: Option<YamlFailure>,
 }
 
@@ -90,6 +114,9 @@ impl MarkedEventReceiver for Builder {
 impl Builder {
     fn handle(&mut self, event: Event) -> Result<(), String> {
         match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                return Err(format!("collections are nested more than {MAX_DEPTH} deep"));
+            }
             Event::SequenceStart(anchor, _) => {
                 self.stack.push(Frame::Sequence {
                     items: Vec::new(),
@@ -117,25 +144,33 @@ impl Builder {
                 self.insert(value, anchor)?;
             }
             Event::Alias(id) => {
-                let value = self
+                let (value, size) = self
                     .anchors
                     .get(&id)
-                    .cloned()
                     .ok_or("an alias refers to no anchor")?;
+                self.aliased = self.aliased.saturating_add(size.values);
+                if self.aliased > MAX_ALIAS_VALUES {
+                    return Err(format!(
+                        "aliases expand to more than {MAX_ALIAS_VALUES} values"
+                    ));
+                }
+                if self.stack.len().saturating_add(size.depth) > MAX_DEPTH {
+                    return Err(format!("collections are nested more than {MAX_DEPTH} deep"));
+                }
+                let value = value.clone();
                 self.insert(value, 0)?;
             }
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart
-            | Event::DocumentEnd => {}
+            // Anchors are per document.
+            Event::DocumentStart => self.anchors.clear(),
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
         }
         Ok(())
     }
 
     fn insert(&mut self, value: Value, anchor: usize) -> Result<(), String> {
         if anchor > 0 {
-            self.anchors.insert(anchor, value.clone());
+            self.anchors
+                .insert(anchor, (value.clone(), Size::of(&value)));
         }
         match self.stack.last_mut() {
             None => self.documents.push(value),
@@ -154,6 +189,42 @@ impl Builder {
             },
         }
         Ok(())
+    }
+}
+
+/// How big an anchored value is, to bound what its aliases add.
+#[derive(Debug, Clone, Copy)]
+struct Size {
+    /// Values in it, itself included.
+    values: usize,
+    /// Collections nested in it, itself included (0 for a scalar).
+    depth: usize,
+}
+
+impl Size {
+    /// Measured without recursion.
+    fn of(value: &Value) -> Size {
+        let mut size = Size {
+            values: 0,
+            depth: 0,
+        };
+        let mut pending = vec![(value, 0usize)];
+        while let Some((v, above)) = pending.pop() {
+            size.values = size.values.saturating_add(1);
+            let level = above + 1;
+            match v {
+                Value::Array(items) => {
+                    size.depth = size.depth.max(level);
+                    pending.extend(items.iter().map(|c| (c, level)));
+                }
+                Value::Object(map) => {
+                    size.depth = size.depth.max(level);
+                    pending.extend(map.values().map(|c| (c, level)));
+                }
+                _ => {}
+            }
+        }
+        size
     }
 }
 
@@ -253,6 +324,53 @@ mod tests {
     fn a_syntax_error_has_its_line() {
         let err = parse_documents("a: 1\nb: [unclosed\nc: 2\n").unwrap_err();
         assert!(err.line.is_some_and(|l| l >= 2), "{err:?}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for text in [
+            format!("{}x\n", "- ".repeat(100_000)),
+            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        ] {
+            assert!(parse_documents(&text).is_err());
+        }
+        let ok = format!("{}x\n", "- ".repeat(MAX_DEPTH));
+        assert!(parse_documents(&ok).is_ok());
+        let too_deep = format!("{}x\n", "- ".repeat(MAX_DEPTH + 1));
+        let err = parse_documents(&too_deep).unwrap_err();
+        assert!(err.message.contains("nested more than"), "{err:?}");
+    }
+
+    #[test]
+    fn aliases_cannot_nest_past_the_depth_limit() {
+        let deep = format!("{}x{}", "[".repeat(200), "]".repeat(200));
+        let text = format!(
+            "a: &a {deep}\nb: {}*a{}\n",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        let err = parse_documents(&text).unwrap_err();
+        assert!(err.message.contains("nested more than"), "{err:?}");
+    }
+
+    #[test]
+    fn billion_laughs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..=12 {
+            let alias = format!("*a{}", i - 1);
+            text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![alias; 10].join(", ")));
+        }
+        let err = parse_documents(&text).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err:?}");
+    }
+
+    #[test]
+    fn anchors_do_not_reach_into_the_next_document() {
+        assert!(parse_documents("a: &x 1\n---\nb: *x\n").is_err());
+        assert_eq!(
+            parse_documents("a: &x 1\n---\nb: &x 2\nc: *x\n").unwrap(),
+            vec![json!({"a": 1}), json!({"b": 2, "c": 2})]
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The one place that writes to stdout and stderr.
 //!
 //! `data` and `json` go to stdout (what pipelines consume); `status`, `warn`, `note`, `hint`
-//! and `error` go to stderr (what people read). A closed stdout (broken pipe) is remembered,
-//! further data is dropped, and the command exits 0 like other Unix filters.
+//! and `error` go to stderr (what people read). A closed stdout (broken pipe) is remembered
+//! and further data is dropped quietly; the command carries on and exits with its own code.
 //!
 //! Every line, on either stream, is scrubbed of the secret values this process has seen
 //! ([`crate::redact::scrub`]) on its way out, so no command, error, cause or hint can print one,
@@ -67,8 +67,8 @@ impl Printer {
         self.stdout_closed.load(Ordering::Relaxed)
     }
 
-    /// Writes `text` to stdout, secret values scrubbed. Errors other than a broken pipe are
-    /// reported on stderr.
+    /// Writes `text` to stdout, secret values scrubbed. After a failed write stdout is left
+    /// alone; a failure other than a broken pipe is reported once on stderr.
     pub fn data(&self, text: &str) {
         if self.stdout_closed() {
             return;
@@ -81,9 +81,9 @@ impl Printer {
         let mut out = io::stdout().lock();
         let result = out.write_all(text.as_bytes()).and_then(|()| out.flush());
         if let Err(error) = result {
-            if error.kind() == io::ErrorKind::BrokenPipe {
-                self.stdout_closed.store(true, Ordering::Relaxed);
-            } else {
+            // Either way stdout is done: report a real failure once, never a broken pipe.
+            self.stdout_closed.store(true, Ordering::Relaxed);
+            if error.kind() != io::ErrorKind::BrokenPipe {
                 self.error(&format!("failed to write to stdout: {error}"));
             }
         }

@@ -8,6 +8,7 @@
 //!   waves, pruning, CRDs, RBAC refusals, diff exit codes.
 //! - `cluster`: the test cluster itself behaves like a real one (rollouts, readiness stages,
 //!   Pod Security admission, RBAC).
+//! - `edges`: exit codes and edges (issue 10): a missing namespace, a closed stdout.
 //! - `image`: `ferry image build|push` (issue 6) against skopeo, umoci and real registries
 //!   (anonymous, htpasswd and token auth).
 //! - `registry`: the OCI registry accepts and serves blobs and manifests.
@@ -20,6 +21,7 @@
 
 mod apply;
 mod cluster;
+mod edges;
 mod image;
 mod registry;
 mod release;

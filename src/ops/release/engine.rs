@@ -34,11 +34,10 @@ use crate::policy::Finding;
 use crate::project::{HttpCheck, ReleasePolicy};
 use crate::release::{
     AvailabilityWatch, Candidate, CheckSpec, DEFAULT_LEASE_DURATION, FloorError, LockError,
-    LockGuard, LockOptions,
-    RecordError, RecordStore, RecordSummary, ReleaseRecord, ReleaseStatus, RolloutReporter,
-    RolloutWatch, ServiceAvailability, ServiceProxy, Timings, WaitOptions, Workload, WorkloadKind,
-    WorkloadOutcome, acquire, current_user, default_holder, http_client, next_revision_after,
-    run_checks,
+    LockGuard, LockOptions, RecordError, RecordStore, RecordSummary, ReleaseRecord, ReleaseStatus,
+    RolloutReporter, RolloutWatch, ServiceAvailability, ServiceProxy, Timings, WaitOptions,
+    Workload, WorkloadKind, WorkloadOutcome, acquire, current_user, default_holder, http_client,
+    next_revision_after, run_checks,
 };
 
 /// How long to wait for a CRD of the bundle to be Established.
@@ -454,7 +453,7 @@ impl<'a> Session<'a> {
                     kind,
                     namespace,
                     name,
-                    source,
+                    source: cluster::ApiCause::from_kube(&source),
                 },
             })?;
         AvailabilityWatch::start(

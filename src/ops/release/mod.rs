@@ -190,7 +190,7 @@ pub enum Error {
         name: String,
         /// The API error.
         #[source]
-        source: Box<kube::Error>,
+        source: cluster::ApiCause,
     },
     /// The availability watch could not start; nothing was applied.
     #[error("failed to start the availability watch of {environment}")]
