@@ -135,6 +135,41 @@ impl RecordTargetArgs {
     }
 }
 
+/// A global flag given to a command that would ignore it.
+#[derive(Debug, thiserror::Error)]
+#[error("`ferry {command}` never talks to a cluster: {flag} would have no effect")]
+pub struct IgnoredFlag {
+    /// The command.
+    command: &'static str,
+    /// The flag.
+    flag: &'static str,
+}
+
+impl Diagnostic for IgnoredFlag {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::BadInput
+    }
+
+    fn hints(&self) -> Vec<String> {
+        vec![format!("drop {}", self.flag)]
+    }
+}
+
+impl GlobalArgs {
+    /// Refuses `--kubeconfig` and `--context` for a command that reads no cluster, rather
+    /// than ignoring them.
+    fn refuse_cluster_flags(&self, command: &'static str) -> Result<(), Box<dyn Diagnostic>> {
+        let flag = if self.kubeconfig.is_some() {
+            "--kubeconfig"
+        } else if self.context.is_some() {
+            "--context"
+        } else {
+            return Ok(());
+        };
+        Err(boxed(IgnoredFlag { command, flag }))
+    }
+}
+
 /// What a command returns: how it ended, or an error to render.
 type CommandResult = Result<ExitStatus, Box<dyn Diagnostic>>;
 
@@ -166,13 +201,22 @@ pub fn main() -> ExitCode {
 
 fn run(cli: &Cli, printer: &Printer) -> CommandResult {
     match &cli.command {
-        Command::Render(args) => render::run(args, &cli.global, printer),
-        Command::Lint(args) => lint::run(args, &cli.global, printer),
+        Command::Render(args) => {
+            cli.global.refuse_cluster_flags("render")?;
+            render::run(args, &cli.global, printer)
+        }
+        Command::Lint(args) => {
+            cli.global.refuse_cluster_flags("lint")?;
+            lint::run(args, &cli.global, printer)
+        }
         Command::Provision(args) => provision::run(args, &cli.global, printer),
         Command::Diff(args) => diff::run(args, &cli.global, printer),
         Command::Apply(args) => apply::run(args, &cli.global, printer),
         Command::Status(args) => status::run(args, &cli.global, printer),
-        Command::Image(args) => image::run(args, &cli.global, printer),
+        Command::Image(args) => {
+            cli.global.refuse_cluster_flags("image")?;
+            image::run(args, &cli.global, printer)
+        }
         Command::Release(args) => release::run(args, &cli.global, printer),
         Command::History(args) => history::run(args, &cli.global, printer),
         Command::Rollback(args) => release::run_rollback(args, &cli.global, printer),

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::project::{self, HttpCheck, Project, ReleasePolicy, is_dns_label};
+use crate::project::{self, Gates, Project, ReleasePolicy, is_dns_label};
 use crate::ui::{Diagnostic, ExitStatus};
 
 /// How to find the environment.
@@ -48,8 +48,8 @@ pub struct Target {
     pub context: String,
     /// Rollout timeout and history limit (the defaults without a project).
     pub release: ReleasePolicy,
-    /// The environment's HTTP checks (none without a project).
-    pub checks: Vec<HttpCheck>,
+    /// The environment's gates, its HTTP checks among them (none without a project).
+    pub gates: Gates,
 }
 
 /// Why the target could not be resolved; nothing was changed.
@@ -125,7 +125,7 @@ pub fn resolve(opts: &TargetOptions) -> Result<Target, Error> {
                 namespace: env.namespace,
                 context: env.context,
                 release: env.release,
-                checks: env.gates.checks,
+                gates: env.gates,
             })
         }
         TargetOptions::Explicit {
@@ -152,7 +152,7 @@ pub fn resolve(opts: &TargetOptions) -> Result<Target, Error> {
                 namespace: namespace.clone(),
                 context: context.clone(),
                 release: ReleasePolicy::default(),
-                checks: Vec::new(),
+                gates: Gates::default(),
             })
         }
     }
@@ -205,7 +205,7 @@ mod tests {
         })
         .expect("resolves");
         assert_eq!(target.namespace, "shop-prod");
-        assert!(target.checks.is_empty());
+        assert!(target.gates.checks.is_empty());
     }
 
     #[test]

@@ -28,6 +28,7 @@ use super::target::{self, TargetOptions};
 use crate::cluster::{self, ApplyReporter, ConnectError, ObjectResult};
 use crate::object::{Object, ObjectError};
 use crate::policy::{self, Finding, LintContext, Severity};
+use crate::project::Gates;
 use crate::release::{
     AvailabilityError, CheckError, CheckResult, LockError, RecordError, ReleaseStatus,
     RolloutError, RolloutReporter, ServiceAvailability, WorkloadOutcome,
@@ -230,6 +231,15 @@ pub enum Error {
         #[source]
         source: Box<RestoreError>,
     },
+    /// The environment configures a promotion gate that Ferry does not enforce yet: refused
+    /// rather than ignored.
+    #[error("environment {environment} configures gates.{gate}, which ferry does not enforce yet")]
+    GateNotEnforced {
+        /// The environment.
+        environment: String,
+        /// `approval` or `soak`.
+        gate: &'static str,
+    },
     /// A signal stopped the release before anything was applied.
     #[error("interrupted before anything was applied")]
     Interrupted,
@@ -259,6 +269,7 @@ impl Diagnostic for Error {
             Error::Target(e) => e.exit_status(),
             Error::Lint { .. } | Error::Timeout { .. } => ExitStatus::BadInput,
             Error::NoTarget { .. } | Error::NotSucceeded { .. } => ExitStatus::BadInput,
+            Error::GateNotEnforced { .. } => ExitStatus::BadInput,
             Error::Check(e) => e.exit_status(),
             Error::Connect(e) => e.exit_status(),
             Error::Lock(e) => e.exit_status(),
@@ -286,6 +297,12 @@ impl Diagnostic for Error {
                     "`ferry history {environment}` lists the recorded revisions"
                 )]
             }
+            Error::GateNotEnforced { environment, gate } => vec![
+                format!(
+                    "ferry refuses to release past a gate it cannot check; remove `gates.{gate}` from environments/{environment}.yaml to release without it"
+                ),
+                "`ferry rollback` is not gated: the way back stays open".to_string(),
+            ],
             Error::Restore {
                 environment,
                 target,
@@ -316,6 +333,18 @@ pub async fn release(
     let interrupt = interrupt.shared();
     match &opts.source {
         Source::Render(project) => {
+            // Gates first: a release past one is refused before anything is rendered.
+            let target = target::resolve(&TargetOptions::Project {
+                project: project.project.clone(),
+                cwd: project.cwd.clone(),
+                environment: project.environment.clone(),
+            })
+            .map_err(|e| match e {
+                // Reported as the render would report it (no hint about --app).
+                target::Error::Project(p) => Error::Prepare(prepare::Error::Project(p)),
+                other => Error::Target(other),
+            })?;
+            refuse_unenforced_gates(&target.environment, &target.gates)?;
             let prepared = prepare(project)?;
             // Fail fast on errors that need no cluster; the lint against the last good
             // revision follows once the history is read.
@@ -342,7 +371,7 @@ pub async fn release(
                 &t.namespace,
                 &t.context,
                 &t.release,
-                &t.checks,
+                &t.gates.checks,
             )?;
             let session =
                 Session::open(env, opts, reporter, apply_reporter, interrupt, started).await?;
@@ -350,6 +379,22 @@ pub async fn release(
             session.run(bundle).await
         }
     }
+}
+
+/// Approval and soak gates are parsed but not enforced until promotion exists: a release
+/// past one is refused, never silently allowed.
+fn refuse_unenforced_gates(environment: &str, gates: &Gates) -> Result<(), Error> {
+    let gate = if gates.approval {
+        "approval"
+    } else if gates.soak.is_some() {
+        "soak"
+    } else {
+        return Ok(());
+    };
+    Err(Error::GateNotEnforced {
+        environment: environment.to_string(),
+        gate,
+    })
 }
 
 /// The strict lint; errors stop the release.
