@@ -472,7 +472,7 @@ impl Client {
                     "failed to push the {} artifact {}: {}",
                     artifact.artifact_type,
                     artifact.digest,
-                    chain(&e)
+                    crate::ui::one_line(&e)
                 )),
             }
         }
@@ -482,7 +482,7 @@ impl Client {
             warnings.push(format!(
                 "failed to update the referrers tag sha256-{}: {}",
                 oci::digest_hex(&req.digest),
-                chain(&e)
+                crate::ui::one_line(&e)
             ));
         }
         (outcomes, warnings)
@@ -583,16 +583,4 @@ async fn read_blob(blob: &Blob) -> Result<Bytes, Error> {
 fn with_digest(location: &str, digest: &str) -> String {
     let sep = if location.contains('?') { '&' } else { '?' };
     format!("{location}{sep}digest={digest}")
-}
-
-/// An error and its causes on one line, for warnings.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

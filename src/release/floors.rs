@@ -187,9 +187,9 @@ pub enum FloorError {
         namespace: String,
         /// The name.
         name: String,
-        /// The API error.
+        /// The API's answer, in words.
         #[source]
-        source: Box<kube::Error>,
+        source: crate::cluster::ApiCause,
     },
 }
 
@@ -261,7 +261,7 @@ fn live_error<'a>(
         kind,
         namespace: namespace.to_string(),
         name: name.to_string(),
-        source: Box::new(source),
+        source: crate::cluster::ApiCause::from_kube(&source),
     }
 }
 

@@ -33,3 +33,16 @@ pub fn render_error(printer: &Printer, error: &dyn Diagnostic) {
         printer.hint(&hint);
     }
 }
+
+/// An error and each of its causes on one line, `: `-separated: for records, outcomes and
+/// warnings, where the `caused by:` lines of [`render_error`] do not fit.
+pub fn one_line(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -11,6 +11,6 @@ pub mod logging;
 pub mod printer;
 pub mod reporters;
 
-pub use error::{Diagnostic, render_error};
+pub use error::{Diagnostic, one_line, render_error};
 pub use exit::ExitStatus;
 pub use printer::{OutputFormat, Printer};

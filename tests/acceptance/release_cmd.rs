@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 
 use crate::support::TestNamespace;
 use crate::support::cut::CutProxy;
-use crate::support::project::{Project, Run, command, ferry};
+use crate::support::project::{Project, Run, ferry, kill_mid_rollout, wait_applied};
 
 /// The demo project with `environments/t.yaml` for `namespace`, 3 replicas, then `extra`.
 fn demo(namespace: &str, extra: &str) -> Project {
@@ -393,31 +393,7 @@ async fn a_release_killed_mid_rollout_is_recovered_by_the_next_one() {
 
     // A slow rollout, killed with SIGKILL once it is under way.
     pod_template(&project, None, Some("ferry.test/ready-delay: \"30s\""));
-    let home = tempfile::tempdir().expect("home");
-    let mut child = command(
-        project.path(),
-        &["release", "t", "--output", "json"],
-        home.path(),
-    )
-    .stdout(std::process::Stdio::piped())
-    .spawn()
-    .expect("start ferry");
-    let deployments = ns.api::<Deployment>();
-    let started = std::time::Instant::now();
-    loop {
-        let d = deployments.get("demo-web").await.expect("deployment");
-        if d.metadata.generation.unwrap_or(0) >= 2 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the second release never applied"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    child.start_kill().expect("kill -9");
-    let _ = child.wait().await;
+    kill_mid_rollout(&project, &ns, 2).await;
 
     // The next release waits for the dead holder's lease, finds revision 2 pending, restores
     // revision 1, then releases.
@@ -490,23 +466,6 @@ fn spawn_ferry(project: &Project, args: &[&str]) -> tokio::task::JoinHandle<Run>
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         ferry(&path, &args).await
     })
-}
-
-/// Waits until the demo Deployment is at `generation` (the release's apply reached it).
-async fn wait_applied(ns: &TestNamespace, generation: i64) {
-    let deployments = ns.api::<Deployment>();
-    let started = Instant::now();
-    loop {
-        let d = deployments.get("demo-web").await.expect("deployment");
-        if d.metadata.generation.unwrap_or(0) >= generation {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the release never applied generation {generation}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The release record of `revision` of the demo in environment `t`.

@@ -4,14 +4,12 @@
 //! environment file, and with no project at all given `--app`, `--namespace` and `--context`.
 
 use std::path::Path;
-use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::Value;
 
 use crate::support::TestNamespace;
-use crate::support::project::{Project, command, ferry, ferry_in};
+use crate::support::project::{Project, ferry, ferry_in, kill_mid_rollout};
 
 /// The demo project for `namespace` with 3 replicas.
 fn demo(namespace: &str) -> Project {
@@ -191,31 +189,7 @@ async fn a_release_killed_mid_rollout_is_recovered_by_a_rollback_of_a_broken_pro
         ),
     )
     .expect("write template");
-    let home = tempfile::tempdir().expect("home");
-    let mut child = command(
-        project.path(),
-        &["release", "t", "--output", "json"],
-        home.path(),
-    )
-    .stdout(std::process::Stdio::piped())
-    .spawn()
-    .expect("start ferry");
-    let deployments = ns.api::<Deployment>();
-    let started = std::time::Instant::now();
-    loop {
-        let d = deployments.get("demo-web").await.expect("deployment");
-        if d.metadata.generation.unwrap_or(0) >= 3 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the third release never applied"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    child.start_kill().expect("kill -9");
-    let _ = child.wait().await;
+    kill_mid_rollout(&project, &ns, 3).await;
 
     // The machine that recovers has a broken checkout and no secrets.
     break_project(&project);

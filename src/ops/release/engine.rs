@@ -33,12 +33,13 @@ use crate::ops::apply::TEMPLATES_DIGEST_ANNOTATION;
 use crate::policy::Finding;
 use crate::project::{HttpCheck, ReleasePolicy};
 use crate::release::{
-    AvailabilityWatch, Candidate, CheckSpec, DEFAULT_LEASE_DURATION, FloorError, LockError,
-    LockGuard, LockOptions, RecordError, RecordStore, RecordSummary, ReleaseRecord, ReleaseStatus,
+    AvailabilityWatch, Candidate, CheckSpec, DEFAULT_LEASE_DURATION, LockError, LockGuard,
+    LockOptions, RecordError, RecordStore, RecordSummary, ReleaseRecord, ReleaseStatus,
     RolloutReporter, RolloutWatch, ServiceAvailability, ServiceProxy, Timings, WaitOptions,
     Workload, WorkloadKind, WorkloadOutcome, acquire, current_user, default_holder, http_client,
     next_revision_after, run_checks,
 };
+use crate::ui::one_line;
 
 /// How long to wait for a CRD of the bundle to be Established.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -144,18 +145,6 @@ pub(super) struct Ctx<'a> {
     pub(super) reporter: Arc<dyn RolloutReporter>,
     pub(super) apply_reporter: &'a dyn ApplyReporter,
     pub(super) interrupt: Shared<Interrupt>,
-}
-
-/// One line: an error and its causes, `: `-separated (for records and outcomes).
-pub(super) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Runs `work`, or `None` when the interrupt fires first.
@@ -400,7 +389,7 @@ impl<'a> Session<'a> {
             Ok(watch) => Ok((recovered, history, prepared, watch)),
             Err(e) => {
                 record.status = ReleaseStatus::Failed;
-                record.failure = Some(chain(&e));
+                record.failure = Some(one_line(&e));
                 record.timings.finish();
                 let _ = self.store.update(record).await;
                 Err(e)
@@ -441,21 +430,7 @@ impl<'a> Session<'a> {
     /// The availability floors of the Services in front of live workloads, and their watch,
     /// armed (first lists done) so it can prove availability from before the apply on.
     async fn arm_availability(&self, objects: &[Object]) -> Result<AvailabilityWatch, Error> {
-        let floors = crate::release::floors(&self.ctx.client, &self.ctx.namespace, objects)
-            .await
-            .map_err(|e| match e {
-                FloorError::Live {
-                    kind,
-                    namespace,
-                    name,
-                    source,
-                } => Error::Live {
-                    kind,
-                    namespace,
-                    name,
-                    source: cluster::ApiCause::from_kube(&source),
-                },
-            })?;
+        let floors = crate::release::floors(&self.ctx.client, &self.ctx.namespace, objects).await?;
         AvailabilityWatch::start(
             &self.ctx.client,
             &self.ctx.namespace,
@@ -508,7 +483,7 @@ impl<'a> Session<'a> {
         attempt: &mut Attempt,
     ) -> Result<Vec<Workload>, Stop> {
         // A failed preparation read, and changed, nothing.
-        let prepared = prepared.map_err(|failure| Stop::Failed(chain(&failure.error)))?;
+        let prepared = prepared.map_err(|failure| Stop::Failed(one_line(&failure.error)))?;
         attempt.apply_started = true;
         let t = Instant::now();
         let applied = tokio::select! {
@@ -523,7 +498,7 @@ impl<'a> Session<'a> {
             Some(Err(failure)) => {
                 attempt.objects = failure.report.objects;
                 attempt.pruned = failure.report.pruned;
-                return Err(Stop::Failed(chain(&failure.error)));
+                return Err(Stop::Failed(one_line(&failure.error)));
             }
             Some(Ok(report)) => report,
         };
@@ -573,7 +548,7 @@ impl<'a> Session<'a> {
         attempt.availability = watch.snapshot();
         match rollout {
             Ok(outcome) => attempt.workloads = outcome.workloads,
-            Err(e) => return Err(Stop::Failed(chain(&e))),
+            Err(e) => return Err(Stop::Failed(one_line(&e))),
         }
         // The proof: each watch current at the end, no gap since before the apply.
         let finished = tokio::select! {
@@ -582,7 +557,7 @@ impl<'a> Session<'a> {
             e = guard.lost() => return Err(lock_lost(&e, "availability check")),
             r = watch.finish() => r,
         };
-        attempt.availability = finished.map_err(|e| Stop::Failed(chain(&e)))?;
+        attempt.availability = finished.map_err(|e| Stop::Failed(one_line(&e)))?;
         tracing::debug!("availability watch finished");
         if let Some(line) = attempt
             .availability
@@ -795,7 +770,7 @@ fn kinds_of(objects: &[Object]) -> BTreeSet<WorkloadKind> {
 fn lock_lost(error: &LockError, phase: &str) -> Stop {
     Stop::LockLost(format!(
         "{} during the {phase}: ferry stopped at once and restored nothing",
-        chain(error)
+        one_line(error)
     ))
 }
 

@@ -30,7 +30,7 @@ use crate::object::{Object, ObjectError};
 use crate::policy::{self, Finding, LintContext, Severity};
 use crate::project::Gates;
 use crate::release::{
-    AvailabilityError, CheckError, CheckResult, LockError, RecordError, ReleaseStatus,
+    AvailabilityError, CheckError, CheckResult, FloorError, LockError, RecordError, ReleaseStatus,
     RolloutError, RolloutReporter, ServiceAvailability, WorkloadOutcome,
 };
 use crate::ui::{Diagnostic, ExitStatus};
@@ -181,18 +181,8 @@ pub enum Error {
     #[error(transparent)]
     Record(#[from] RecordError),
     /// A live workload could not be read to compute its availability floor.
-    #[error("failed to read {kind} {namespace}/{name}")]
-    Live {
-        /// The kind.
-        kind: &'static str,
-        /// The namespace.
-        namespace: String,
-        /// The name.
-        name: String,
-        /// The API error.
-        #[source]
-        source: cluster::ApiCause,
-    },
+    #[error(transparent)]
+    Floors(#[from] FloorError),
     /// The availability watch could not start; nothing was applied.
     #[error("failed to start the availability watch of {environment}")]
     Availability {
@@ -274,7 +264,7 @@ impl Diagnostic for Error {
             Error::Connect(e) => e.exit_status(),
             Error::Lock(e) => e.exit_status(),
             Error::Record(e) => e.exit_status(),
-            Error::Live { .. } | Error::Availability { .. } | Error::InvalidRecord { .. } => {
+            Error::Floors(_) | Error::Availability { .. } | Error::InvalidRecord { .. } => {
                 ExitStatus::Failure
             }
             Error::Interrupted => ExitStatus::Interrupted,

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::cluster;
+use k8s_openapi::api::apps::v1::Deployment;
+
+use super::{TestNamespace, cluster};
 
 /// How long one ferry command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
@@ -210,4 +212,41 @@ async fn run(command: &mut tokio::process::Command, args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// Waits until the demo Deployment (`demo-web`) in `ns` is at `generation`: the apply of a
+/// release reached it.
+pub async fn wait_applied(ns: &TestNamespace, generation: i64) {
+    let deployments = ns.api::<Deployment>();
+    let started = std::time::Instant::now();
+    loop {
+        let d = deployments.get("demo-web").await.expect("deployment");
+        if d.metadata.generation.unwrap_or(0) >= generation {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the release never applied generation {generation}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts `ferry release t --output json` in `project` and kills it with SIGKILL once its
+/// apply brought the demo Deployment in `ns` to `generation` (and half a second later, so the
+/// rollout is under way): a Ferry that dies mid-release.
+pub async fn kill_mid_rollout(project: &Project, ns: &TestNamespace, generation: i64) {
+    let home = tempfile::tempdir().expect("home");
+    let mut child = command(
+        project.path(),
+        &["release", "t", "--output", "json"],
+        home.path(),
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .expect("start ferry");
+    wait_applied(ns, generation).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.start_kill().expect("kill -9");
+    let _ = child.wait().await;
 }
