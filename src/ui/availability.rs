@@ -16,20 +16,24 @@ fn margin(a: &ServiceAvailability) -> i64 {
     i64::from(a.min_ready) - i64::from(a.floor)
 }
 
-/// `3 of 3`: the lowest number of endpoints taking traffic against the floor, with the
-/// draining ones counted apart when there were any (`3 of 3: 2 ready, 1 draining`).
+/// `3 of 3`: the lowest number of endpoints taking traffic against the floor; with draining
+/// endpoints among them, counted apart: `3 ready + 3 draining, floor 3` (never `6 of 3`).
 pub fn figure(a: &ServiceAvailability) -> String {
     if a.draining_at_min == 0 {
         format!("{} of {}", a.min_ready, a.floor)
     } else {
         format!(
-            "{} of {}: {} ready, {} draining",
-            a.min_ready,
-            a.floor,
-            a.min_ready.saturating_sub(a.draining_at_min),
-            a.draining_at_min
+            "{} ready + {} draining, floor {}",
+            ready_at_min(a),
+            a.draining_at_min,
+            a.floor
         )
     }
+}
+
+/// Of the lowest count, the endpoints that were ready (not draining).
+fn ready_at_min(a: &ServiceAvailability) -> u32 {
+    a.min_ready.saturating_sub(a.draining_at_min)
 }
 
 /// The release summary's availability clause: `12 Services never below their floors (lowest:
@@ -63,7 +67,10 @@ pub fn short(availability: &[ServiceAvailability]) -> String {
     let Some(low) = lowest(availability) else {
         return "-".to_string();
     };
-    let ratio = format!("{}/{}", low.min_ready, low.floor);
+    let mut ratio = format!("{}/{}", ready_at_min(low), low.floor);
+    if low.draining_at_min > 0 {
+        ratio.push_str(&format!(" +{} draining", low.draining_at_min));
+    }
     if !low.held {
         return format!("{} fell to {ratio}", low.service);
     }
@@ -114,9 +121,14 @@ mod tests {
         let mut web = service("web", 3, 3);
         web.draining_at_min = 1;
         assert_eq!(
-            summary(&[web]),
-            "service web never below its floor (lowest 3 of 3: 2 ready, 1 draining)"
+            summary(std::slice::from_ref(&web)),
+            "service web never below its floor (lowest 2 ready + 1 draining, floor 3)"
         );
+        assert_eq!(short(&[web]), "web 2/3 +1 draining");
+        let mut drained = service("web", 6, 3);
+        drained.draining_at_min = 3;
+        assert!(!summary(std::slice::from_ref(&drained)).contains("6"));
+        assert!(!short(&[drained]).contains("6/3"));
     }
 
     #[test]

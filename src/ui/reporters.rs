@@ -305,9 +305,8 @@ impl RolloutReporter for RolloutBars {
             format!("2/{}", figures.service),
             "Endpoints",
             format!(
-                "service {}: {} taking traffic now ({} ready, {} draining), floor {}, lowest {}",
+                "service {}: {} ready + {} draining now, floor {}, lowest {}",
                 figures.service,
-                figures.ready_now,
                 figures.ready_now.saturating_sub(figures.draining_now),
                 figures.draining_now,
                 figures.floor,
