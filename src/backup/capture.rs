@@ -135,8 +135,7 @@ pub async fn capture(client: &kube::Client, namespace: &str) -> Result<Captured,
 
     // ClusterRoleBindings whose subjects include the namespace's ServiceAccounts, and the
     // ClusterRoles they and the namespace's RoleBindings refer to.
-    let crb_resource =
-        ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(&());
+    let crb_resource = ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(&());
     for binding in list(client, crb_resource, None).await? {
         let binds_ours = binding
             .get("subjects")

@@ -662,12 +662,21 @@ mod tests {
             .collect();
         edit(&mut all);
         let mut out = Vec::new();
-        let w = recipients.encryptor().unwrap().wrap_output(&mut out).unwrap();
+        let w = recipients
+            .encryptor()
+            .unwrap()
+            .wrap_output(&mut out)
+            .unwrap();
         let mut tar = tar::Builder::new(zstd::Encoder::new(w, 3).unwrap());
         for (p, b) in &all {
             append(&mut tar, p, b).unwrap();
         }
-        tar.into_inner().unwrap().finish().unwrap().finish().unwrap();
+        tar.into_inner()
+            .unwrap()
+            .finish()
+            .unwrap()
+            .finish()
+            .unwrap();
         out
     }
 
@@ -700,8 +709,11 @@ mod tests {
         let (_, rcp) = keys();
         let mut c = contents();
         c.entries.push(
-            json_entry("objects/core/Secret/s.json", &serde_json::json!({"data": "aHVudGVyMg=="}))
-                .unwrap(),
+            json_entry(
+                "objects/core/Secret/s.json",
+                &serde_json::json!({"data": "aHVudGVyMg=="}),
+            )
+            .unwrap(),
         );
         let sealed = seal(c, &rcp).unwrap();
         let text = String::from_utf8_lossy(&sealed.bytes);
@@ -764,7 +776,10 @@ mod tests {
         let bad = tampered(&ids, &rcp, &sealed.bytes, |all| all.swap(0, 2));
         let opened = open(&bad, &ids, "archive").unwrap();
         assert!(
-            opened.problems.iter().all(|p| matches!(p, Problem::Reordered { .. })),
+            opened
+                .problems
+                .iter()
+                .all(|p| matches!(p, Problem::Reordered { .. })),
             "{:?}",
             opened.problems
         );
@@ -777,7 +792,9 @@ mod tests {
         let sealed = seal(contents(), &rcp).unwrap();
         let bad = tampered(&ids, &rcp, &sealed.bytes, |all| {
             let m = all.iter_mut().find(|(p, _)| p == MANIFEST).unwrap();
-            let text = String::from_utf8(m.1.clone()).unwrap().replace("staging", "stagin2");
+            let text = String::from_utf8(m.1.clone())
+                .unwrap()
+                .replace("staging", "stagin2");
             m.1 = text.into_bytes();
         });
         let opened = open(&bad, &ids, "archive").unwrap();
@@ -801,7 +818,10 @@ mod tests {
         let (other, _) = keys();
         let sealed = seal(contents(), &rcp).unwrap();
         let error = open(&sealed.bytes, &other, "archive").unwrap_err();
-        assert!(matches!(error, Error::NoMatchingIdentity { .. }), "{error:?}");
+        assert!(
+            matches!(error, Error::NoMatchingIdentity { .. }),
+            "{error:?}"
+        );
     }
 
     #[test]

@@ -127,7 +127,12 @@ pub fn images(object: &Value) -> BTreeSet<String> {
         return found;
     };
     for list in ["containers", "initContainers", "ephemeralContainers"] {
-        for c in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
+        for c in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(image) = c.get("image").and_then(Value::as_str) {
                 found.insert(image.to_string());
             }

@@ -203,7 +203,7 @@ fn list(args: &EnvArg, global: &GlobalArgs, printer: &Printer) -> CommandResult 
         return Ok(ExitStatus::Success);
     }
     let mut text = format!(
-        "{:<26} {:<21} {:>10} {:>8} {:>7} {}\n",
+        "{:<29} {:<24} {:>10} {:>8} {:>7} {}\n",
         "ID", "CREATED", "SIZE", "OBJECTS", "IMAGES", "VERIFIED"
     );
     for b in &outcome.backups {
@@ -213,7 +213,7 @@ fn list(args: &EnvArg, global: &GlobalArgs, printer: &Printer) -> CommandResult 
             None => "no",
         };
         text.push_str(&format!(
-            "{:<26} {:<21} {:>10} {:>8} {:>7} {verified}\n",
+            "{:<29} {:<24} {:>10} {:>8} {:>7} {verified}\n",
             b.id,
             b.created_at,
             human_size(b.size),
@@ -298,7 +298,11 @@ fn prune(args: &PruneArgs, global: &GlobalArgs, printer: &Printer) -> CommandRes
         printer.json(&outcome);
         return Ok(ExitStatus::Success);
     }
-    let verb = if outcome.dry_run { "Would delete" } else { "Deleted" };
+    let verb = if outcome.dry_run {
+        "Would delete"
+    } else {
+        "Deleted"
+    };
     for id in &outcome.deleted {
         printer.status(verb, &format!("backup {id}"));
     }

@@ -225,7 +225,10 @@ fn resolve(target: &BackupTarget) -> Result<Resolved, Error> {
     let project = Project::load_file(&root)?;
     let env = project.resolve(&target.environment, &[])?;
     let policy = project.file.backup.clone();
-    let spec = policy.store.clone().unwrap_or_else(|| DEFAULT_STORE.to_string());
+    let spec = policy
+        .store
+        .clone()
+        .unwrap_or_else(|| DEFAULT_STORE.to_string());
     let store = Store::open(&spec, &root, &format!("{}/{}", env.app, env.name))?;
     Ok(Resolved {
         app: env.app,
@@ -371,9 +374,10 @@ pub struct CreateOutcome {
     pub duration_ms: u64,
 }
 
-/// A backup id: UTC time to the second, then 8 random hex digits.
+/// A backup id: UTC time to the millisecond, then 8 random hex digits (unique, and sorted
+/// by time).
 fn new_id(now: SystemTime) -> (String, String) {
-    let rfc = humantime::format_rfc3339_seconds(now).to_string();
+    let rfc = humantime::format_rfc3339_millis(now).to_string();
     let compact: String = rfc.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     (format!("{compact}-{}", crate::backup::random_hex(4)), rfc)
 }
@@ -400,7 +404,14 @@ pub async fn create(opts: &CreateOptions, reporter: &dyn Reporter) -> Result<Cre
     let mut release_records = 0;
     for object in &captured.objects {
         let text = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("");
-        if text("/kind") == "Secret" && object.pointer(&format!("/metadata/labels/{}", LABEL_RECORD.replace('/', "~1"))).is_some() {
+        if text("/kind") == "Secret"
+            && object
+                .pointer(&format!(
+                    "/metadata/labels/{}",
+                    LABEL_RECORD.replace('/', "~1")
+                ))
+                .is_some()
+        {
             release_records += 1;
         }
         let path = format::object_path(text("/apiVersion"), text("/kind"), text("/metadata/name"));
@@ -493,7 +504,10 @@ pub async fn create(opts: &CreateOptions, reporter: &dyn Reporter) -> Result<Cre
         recipients: recipients.as_text().to_vec(),
     };
     let idx_bytes = pretty(&idx);
-    target.store.put_new(&index::index_key(&id), &idx_bytes).await?;
+    target
+        .store
+        .put_new(&index::index_key(&id), &idx_bytes)
+        .await?;
     written += idx_bytes.len() as u64;
     Ok(CreateOutcome {
         id,
@@ -607,11 +621,13 @@ async fn backup_image(
         ));
     }
     let manifest: Value = serde_json::from_slice(&manifest_bytes).unwrap_or(Value::Null);
-    for d in manifest
-        .get("config")
-        .into_iter()
-        .chain(manifest.get("layers").and_then(Value::as_array).into_iter().flatten())
-    {
+    for d in manifest.get("config").into_iter().chain(
+        manifest
+            .get("layers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten(),
+    ) {
         let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         blobs.push((
             BlobRef {
@@ -623,12 +639,8 @@ async fn backup_image(
         ));
     }
 
-    let manifest_digest = blobs
-        .iter()
-        .rev()
-        .find(|(b, _)| b.media_type != oci::INDEX && b.media_type != oci::DOCKER_MANIFEST_LIST)
-        .map(|(b, _)| b.digest.clone())
-        .unwrap_or_else(|| digest.clone());
+    // The image manifest (the index's chosen child, or the manifest itself).
+    let manifest_digest = oci::sha256_digest(&manifest_bytes);
     let mut outcome = ImageOutcome {
         reference: image.to_string(),
         digest: digest.clone(),
@@ -674,9 +686,7 @@ async fn backup_image(
                         .map_err(image_err)?;
                     layout = Some(l);
                 }
-                let Some(l) = &layout else {
-                    unreachable!()
-                };
+                let Some(l) = &layout else { unreachable!() };
                 l.read_blob(&blob.digest).map_err(|source| Error::Layout {
                     digest: blob.digest.clone(),
                     source,
@@ -1003,10 +1013,7 @@ async fn verify_one(
                     if manifest.id != idx.id {
                         problems.push(Problem::Manifest {
                             entry: format::MANIFEST.to_string(),
-                            reason: format!(
-                                "belongs to backup {}, not {}",
-                                manifest.id, idx.id
-                            ),
+                            reason: format!("belongs to backup {}, not {}", manifest.id, idx.id),
                         });
                     }
                     let listed: BTreeSet<&str> = manifest

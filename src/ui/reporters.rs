@@ -381,7 +381,10 @@ impl RolloutReporter for RolloutEvents {
 
 /// The reporter of `ferry backup create`: JSON Lines events in JSON mode, a spinner with
 /// counts when `bars`, else nothing.
-pub fn backup_reporter<'a>(printer: &'a Printer, bars: bool) -> Box<dyn crate::backup::Reporter + 'a> {
+pub fn backup_reporter<'a>(
+    printer: &'a Printer,
+    bars: bool,
+) -> Box<dyn crate::backup::Reporter + 'a> {
     if printer.format() == OutputFormat::Json {
         Box::new(BackupEvents { printer })
     } else if bars {

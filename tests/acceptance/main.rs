@@ -6,6 +6,8 @@
 //!
 //! - `apply`: `ferry provision`, `apply`, `diff` and `status` (issue 4): idempotent provision,
 //!   waves, pruning, CRDs, RBAC refusals, diff exit codes.
+//! - `backup`: `ferry backup` (issue 11) to the directory store and S3: encryption, shared
+//!   image blobs, verify and tamper detection, age/zstd/tar interoperability, prune.
 //! - `cluster`: the test cluster itself behaves like a real one (rollouts, readiness stages,
 //!   Pod Security admission, RBAC).
 //! - `image`: `ferry image build|push` (issue 6) against skopeo, umoci and real registries
@@ -18,6 +20,7 @@
 //! - `s3`: the S3 server stores objects and checks SigV4 signatures.
 
 mod apply;
+mod backup;
 mod cluster;
 mod image;
 mod registry;

@@ -527,12 +527,18 @@ async fn a_release_on_a_terminal_shows_live_progress_unless_no_progress() {
     assert!(shown.contains("Deployment demo-web"), "{shown}");
     assert!(shown.contains("service demo-web:"), "{shown}");
     assert!(shown.contains("floor 3"), "{shown}");
-    assert!(shown.contains("released demo to t as revision 2"), "{shown}");
+    assert!(
+        shown.contains("released demo to t as revision 2"),
+        "{shown}"
+    );
 
     // Another change (the 2 s readiness delay stays).
     pod_template(&project, None, Some("ferry.test/again: \"yes\""));
     let quiet = release_on_a_terminal(&project, "--no-progress").await;
     assert!(!quiet.contains("Rolling out"), "{quiet}");
     assert!(!quiet.contains("service demo-web:"), "{quiet}");
-    assert!(quiet.contains("released demo to t as revision 3"), "{quiet}");
+    assert!(
+        quiet.contains("released demo to t as revision 3"),
+        "{quiet}"
+    );
 }

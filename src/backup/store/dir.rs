@@ -140,7 +140,13 @@ mod tests {
         assert_eq!(store.put_new("a/b.txt", b"two").unwrap(), Put::Exists);
         assert_eq!(store.get("a/b.txt").unwrap(), b"one");
         let listed = store.list("a/").unwrap();
-        assert_eq!(listed, vec![Listed { key: "a/b.txt".into(), size: 3 }]);
+        assert_eq!(
+            listed,
+            vec![Listed {
+                key: "a/b.txt".into(),
+                size: 3
+            }]
+        );
         store.delete("a/b.txt").unwrap();
         assert!(!store.exists("a/b.txt"));
     }

@@ -203,7 +203,14 @@ impl S3Store {
         ];
         headers.extend(extra.iter().map(|(n, v)| (*n, v.clone())));
         let resp = self
-            .send("write", reqwest::Method::PUT, &full, &[], &headers, bytes.to_vec())
+            .send(
+                "write",
+                reqwest::Method::PUT,
+                &full,
+                &[],
+                &headers,
+                bytes.to_vec(),
+            )
             .await?;
         match resp.status().as_u16() {
             200 | 201 | 204 => Ok(Put::Created),
@@ -301,7 +308,14 @@ impl S3Store {
     pub(super) async fn delete(&self, key: &str) -> Result<(), Error> {
         let full = self.full_key(key);
         let resp = self
-            .send("delete", reqwest::Method::DELETE, &full, &[], &[], Vec::new())
+            .send(
+                "delete",
+                reqwest::Method::DELETE,
+                &full,
+                &[],
+                &[],
+                Vec::new(),
+            )
             .await?;
         match resp.status().as_u16() {
             200 | 204 | 404 => Ok(()),
@@ -530,14 +544,19 @@ mod tests {
             "b",
             "p/a b",
             &[],
-            &[("x-amz-checksum-sha256", "x".into()), ("if-none-match", "*".into())],
+            &[
+                ("x-amz-checksum-sha256", "x".into()),
+                ("if-none-match", "*".into()),
+            ],
             b"",
             at,
         );
         assert_eq!(signed.path_and_query, "/b/p/a%20b");
         let auth = &signed.headers[2].1;
         assert!(
-            auth.contains("SignedHeaders=host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date"),
+            auth.contains(
+                "SignedHeaders=host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date"
+            ),
             "{auth}"
         );
     }
