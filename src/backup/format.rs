@@ -635,7 +635,7 @@ mod tests {
     fn keys() -> (Identities, Recipients) {
         let key = generate();
         let identities = Identities::parse(key.secret_text(), "test").unwrap();
-        let recipients = Recipients::parse(&[key.recipient.clone()]).unwrap();
+        let recipients = Recipients::parse(std::slice::from_ref(&key.recipient)).unwrap();
         (identities, recipients)
     }
 

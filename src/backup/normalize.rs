@@ -91,11 +91,9 @@ pub fn normalize(mut object: Value) -> Value {
         }
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
             match kind.as_str() {
-                "Service" => {
-                    if spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
-                        spec.remove("clusterIP");
-                        spec.remove("clusterIPs");
-                    }
+                "Service" if spec.get("clusterIP").and_then(Value::as_str) != Some("None") => {
+                    spec.remove("clusterIP");
+                    spec.remove("clusterIPs");
                 }
                 "Namespace" => {
                     spec.remove("finalizers");

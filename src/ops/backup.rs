@@ -81,7 +81,7 @@ pub enum Error {
         environment: String,
         /// The reason.
         #[source]
-        source: capture::Error,
+        source: Box<capture::Error>,
     },
     /// An image could not be pulled: no backup was written.
     #[error("failed to back up image {image}; no backup was written")]
@@ -90,7 +90,7 @@ pub enum Error {
         image: String,
         /// The registry's reason.
         #[source]
-        source: registry::Error,
+        source: Box<registry::Error>,
     },
     /// An image reference in a workload is not parseable.
     #[error("image reference `{image}` in the environment cannot be parsed")]
@@ -109,7 +109,7 @@ pub enum Error {
     },
     /// Sealing the archive failed.
     #[error("failed to seal the backup")]
-    Seal(#[source] format::Error),
+    Seal(#[source] Box<format::Error>),
     /// The identity does not match the backup's recipients.
     #[error("the identity cannot decrypt backup {id}")]
     WrongIdentity {
@@ -117,7 +117,7 @@ pub enum Error {
         id: String,
         /// age's verdict.
         #[source]
-        source: format::Error,
+        source: Box<format::Error>,
     },
     /// The store failed.
     #[error(transparent)]
@@ -396,7 +396,7 @@ pub async fn create(opts: &CreateOptions, reporter: &dyn Reporter) -> Result<Cre
         .await
         .map_err(|source| Error::Capture {
             environment: target.environment.clone(),
-            source,
+            source: Box::new(source),
         })?;
     reporter.objects(captured.objects.len());
 
@@ -415,7 +415,7 @@ pub async fn create(opts: &CreateOptions, reporter: &dyn Reporter) -> Result<Cre
             release_records += 1;
         }
         let path = format::object_path(text("/apiVersion"), text("/kind"), text("/metadata/name"));
-        entries.push(format::json_entry(&path, object).map_err(Error::Seal)?);
+        entries.push(format::json_entry(&path, object).map_err(|e| Error::Seal(Box::new(e)))?);
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
 
@@ -481,7 +481,7 @@ pub async fn create(opts: &CreateOptions, reporter: &dyn Reporter) -> Result<Cre
         },
         &recipients,
     )
-    .map_err(Error::Seal)?;
+    .map_err(|e| Error::Seal(Box::new(e)))?;
     let archive = StoredFile {
         key: index::archive_key(&id),
         size: sealed.bytes.len() as u64,
@@ -544,7 +544,7 @@ async fn backup_image(
 ) -> Result<(ImageRecord, ImageOutcome, Vec<IndexBlob>, u64), Error> {
     let image_err = |source| Error::Image {
         image: image.to_string(),
-        source,
+        source: Box::new(source),
     };
     let reference = Reference::parse(image).map_err(|_| Error::BadImage {
         image: image.to_string(),
@@ -696,15 +696,15 @@ async fn backup_image(
         if oci::sha256_digest(&plain) != blob.digest {
             return Err(Error::Image {
                 image: image.to_string(),
-                source: registry::Error::DigestMismatch {
+                source: Box::new(registry::Error::DigestMismatch {
                     registry: host.clone(),
                     repository: repo.clone(),
                     digest: blob.digest.clone(),
                     actual: oci::sha256_digest(&plain),
-                },
+                }),
             });
         }
-        let sealed = format::seal_blob(&plain, recipients).map_err(Error::Seal)?;
+        let sealed = format::seal_blob(&plain, recipients).map_err(|e| Error::Seal(Box::new(e)))?;
         let file = StoredFile {
             key: index::blob_key(&blob.digest),
             size: sealed.len() as u64,
@@ -1038,9 +1038,9 @@ async fn verify_one(
             Err(format::Error::NoMatchingIdentity { .. }) => {
                 return Err(Error::WrongIdentity {
                     id: idx.id.clone(),
-                    source: format::Error::NoMatchingIdentity {
+                    source: Box::new(format::Error::NoMatchingIdentity {
                         what: idx.archive.key.clone(),
-                    },
+                    }),
                 });
             }
             Err(_) => problems.push(Problem::Damaged {
@@ -1060,7 +1060,7 @@ async fn verify_one(
                 Err(format::Error::NoMatchingIdentity { what }) => {
                     return Err(Error::WrongIdentity {
                         id: idx.id.clone(),
-                        source: format::Error::NoMatchingIdentity { what },
+                        source: Box::new(format::Error::NoMatchingIdentity { what }),
                     });
                 }
                 Err(_) => problems.push(Problem::Damaged {
