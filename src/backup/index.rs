@@ -82,6 +82,9 @@ pub struct Index {
     pub blobs: Vec<IndexBlob>,
     /// The recipients it was encrypted to (public keys).
     pub recipients: Vec<String>,
+    /// The Object Lock retain-until date of its files (RFC 3339), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<String>,
 }
 
 impl Index {
@@ -131,6 +134,8 @@ pub struct Candidate {
     pub id: String,
     /// Seconds since the epoch when it was taken.
     pub created: u64,
+    /// True while its Object Lock retention has not expired (it cannot be deleted).
+    pub locked: bool,
     /// True when a full verification passed.
     pub verified: bool,
 }
@@ -147,6 +152,8 @@ pub enum Keep {
     NewestVerified,
     /// The newest backup, never deleted.
     Newest,
+    /// Under Object Lock retention: the store would refuse the delete.
+    Locked,
 }
 
 /// Which backups to keep, and why; the rest may be deleted.
@@ -180,6 +187,11 @@ pub fn select(
     if let Some(i) = sorted.iter().position(|c| c.verified) {
         reasons[i].1.push(Keep::NewestVerified);
     }
+    for (i, c) in sorted.iter().enumerate() {
+        if c.locked {
+            reasons[i].1.push(Keep::Locked);
+        }
+    }
     reasons
 }
 
@@ -192,6 +204,7 @@ mod tests {
             id: id.into(),
             created: day * 86_400 + hour * 3600,
             verified,
+            locked: false,
         }
     }
 

@@ -8,8 +8,8 @@ use super::apply::{Finished, runtime};
 use super::{CommandResult, GlobalArgs};
 use crate::ops::ClusterOptions;
 use crate::ops::backup::{
-    self, BackupTarget, CreateOptions, IDENTITY_VAR, KeygenOptions, ListOptions, PruneOptions,
-    Selection, VerifyOptions,
+    self, BackupTarget, CreateOptions, IDENTITY_VAR, KeygenOptions, ListOptions, ProbeOptions,
+    PruneOptions, Selection, VerifyOptions,
 };
 use crate::ui::{self, ExitStatus, OutputFormat, Printer};
 
@@ -32,6 +32,9 @@ enum BackupCommand {
     Verify(VerifyArgs),
     /// Delete backups `backup.keepDaily`/`keepWeekly` do not keep, and unreferenced blobs.
     Prune(PruneArgs),
+    /// Try a delete and an overwrite of a locked canary: report what the store enforces
+    /// (exit 1 when deletes are not refused).
+    Probe(EnvArg),
 }
 
 /// `ferry backup keygen`.
@@ -104,6 +107,7 @@ pub fn run(args: &BackupArgs, global: &GlobalArgs, printer: &Printer) -> Command
         BackupCommand::List(a) => list(a, global, printer),
         BackupCommand::Verify(a) => verify(a, global, printer),
         BackupCommand::Prune(a) => prune(a, global, printer),
+        BackupCommand::Probe(a) => probe(a, global, printer),
     }
 }
 
@@ -329,4 +333,54 @@ fn prune(args: &PruneArgs, global: &GlobalArgs, printer: &Printer) -> CommandRes
         outcome.bytes_freed as f64 / 1e6
     ));
     Ok(ExitStatus::Success)
+}
+
+fn probe(args: &EnvArg, global: &GlobalArgs, printer: &Printer) -> CommandResult {
+    let outcome = runtime()?
+        .block_on(backup::probe(&ProbeOptions {
+            target: args.target(global),
+        }))
+        .map_err(super::boxed)?;
+    let status = if outcome.enforced {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    };
+    if printer.format() == OutputFormat::Json {
+        printer.json(&outcome);
+        return Ok(status);
+    }
+    let yes_no = |b: bool| if b { "refused" } else { "ALLOWED" };
+    printer.data(&format!(
+        "store:             {}\nobject lock:       {}\ncreate-only write: {}\noverwrite:         {}\ndelete:            {}\n",
+        outcome.store,
+        match &outcome.lock {
+            None => "n/a (directory)".to_string(),
+            Some(l) if l.unsupported => "not implemented by the server".to_string(),
+            Some(l) if l.enabled => format!(
+                "enabled{}",
+                l.default_rule.as_deref().map(|r| format!(", default {r}")).unwrap_or_default()
+            ),
+            Some(_) => "not enabled".to_string(),
+        },
+        yes_no(outcome.create_only_refused),
+        match (&outcome.lock, outcome.overwrite_preserved) {
+            (None, _) => "not protected",
+            (_, true) => "original preserved",
+            (_, false) => "original LOST",
+        },
+        yes_no(outcome.delete_refused),
+    ));
+    for note in &outcome.notes {
+        printer.note(note);
+    }
+    if outcome.enforced {
+        printer.status(
+            "Enforced",
+            "object lock: locked objects cannot be deleted or overwritten",
+        );
+    } else {
+        printer.warn("object lock not enforced: backups in this store can be deleted or replaced by anyone with write access");
+    }
+    Ok(status)
 }

@@ -21,7 +21,7 @@ use crate::backup::index::{
     VerifiedRecord,
 };
 use crate::backup::keys::{self, Identities, NewKey, Recipients};
-use crate::backup::store::{self, Put, Store};
+use crate::backup::store::{self, Lock, Put, Store};
 use crate::backup::{Reporter, capture};
 use crate::cluster::ConnectError;
 use crate::image::Layout;
@@ -138,6 +138,28 @@ pub enum Error {
         /// The store.
         store: String,
     },
+    /// `backup.retention` with a store that cannot hold it.
+    #[error("`backup.retention` needs an S3 store with Object Lock; {store} is a directory")]
+    RetentionOnDirectory {
+        /// The store.
+        store: String,
+    },
+    /// `backup.retention` is not a duration.
+    #[error("`backup.retention` `{value}` is not a duration (e.g. 30d, 12h)")]
+    BadRetention {
+        /// The text.
+        value: String,
+    },
+    /// The bucket has no Object Lock, so retention cannot be set.
+    #[error(
+        "`backup.retention` is set but the bucket of {store} does not have Object Lock enabled{detail}"
+    )]
+    NoObjectLock {
+        /// The store.
+        store: String,
+        /// `` or ` (the server does not implement it)`.
+        detail: String,
+    },
     /// A stored index could not be parsed.
     #[error("the index {key} is not a ferry backup index")]
     BadIndex {
@@ -166,6 +188,9 @@ impl Diagnostic for Error {
             | Error::KeyExists { .. }
             | Error::WrongIdentity { .. }
             | Error::NoSuchBackup { .. }
+            | Error::RetentionOnDirectory { .. }
+            | Error::BadRetention { .. }
+            | Error::NoObjectLock { .. }
             | Error::BadImage { .. } => ExitStatus::BadInput,
             Error::WriteKey { .. }
             | Error::Capture { .. }
@@ -190,6 +215,9 @@ impl Diagnostic for Error {
                 "pass the identity of one of the recipients in `backup.recipients` with --identity FILE or {IDENTITY_VAR}"
             )],
             Error::KeyExists { .. } => vec!["choose another --output-file".to_string()],
+            Error::NoObjectLock { .. } | Error::RetentionOnDirectory { .. } => vec![
+                "run `ferry backup probe` to see what the store enforces; remove `backup.retention` to write without a lock".to_string(),
+            ],
             _ => Vec::new(),
         }
     }
@@ -391,6 +419,8 @@ pub async fn create(opts: &CreateOptions, reporter: &dyn Reporter) -> Result<Cre
     let started = Instant::now();
     let target = resolve(&opts.target)?;
     let recipients = Recipients::parse(&target.policy.recipients)?;
+    let lock = resolve_lock(&target).await?;
+    let lock = lock.as_ref();
     let cluster = opts.cluster.connect(&target.context).await?;
     let captured = capture::capture(&cluster.client, &target.namespace)
         .await
@@ -438,6 +468,7 @@ pub async fn create(opts: &CreateOptions, reporter: &dyn Reporter) -> Result<Cre
                 &target.store,
                 &recipients,
                 &scratch,
+                lock,
                 reporter,
             )
             .await?;
@@ -487,7 +518,10 @@ pub async fn create(opts: &CreateOptions, reporter: &dyn Reporter) -> Result<Cre
         size: sealed.bytes.len() as u64,
         sha256: format::sha256_hex(&sealed.bytes),
     };
-    target.store.put_new(&archive.key, &sealed.bytes).await?;
+    target
+        .store
+        .put_new_locked(&archive.key, &sealed.bytes, lock)
+        .await?;
     reporter.archive(archive.size);
     written += archive.size;
     let idx = Index {
@@ -502,11 +536,12 @@ pub async fn create(opts: &CreateOptions, reporter: &dyn Reporter) -> Result<Cre
         archive: archive.clone(),
         blobs: index_blobs.into_values().collect(),
         recipients: recipients.as_text().to_vec(),
+        retain_until: lock.map(|l| l.retain_until.clone()),
     };
     let idx_bytes = pretty(&idx);
     target
         .store
-        .put_new(&index::index_key(&id), &idx_bytes)
+        .put_new_locked(&index::index_key(&id), &idx_bytes, lock)
         .await?;
     written += idx_bytes.len() as u64;
     Ok(CreateOutcome {
@@ -525,6 +560,44 @@ pub async fn create(opts: &CreateOptions, reporter: &dyn Reporter) -> Result<Cre
     })
 }
 
+/// The Object Lock retention of new objects, from `backup.retention`, after reading the
+/// bucket's lock configuration (never assumed).
+async fn resolve_lock(target: &Resolved) -> Result<Option<Lock>, Error> {
+    let Some(text) = &target.policy.retention else {
+        return Ok(None);
+    };
+    let duration = humantime::parse_duration(text).map_err(|_| Error::BadRetention {
+        value: text.clone(),
+    })?;
+    let Store::S3(s3) = &target.store else {
+        return Err(Error::RetentionOnDirectory {
+            store: target.store.describe(),
+        });
+    };
+    let config = s3.lock_config().await?;
+    if !config.enabled {
+        return Err(Error::NoObjectLock {
+            store: target.store.describe(),
+            detail: if config.unsupported {
+                " (the server does not implement the Object Lock API)".to_string()
+            } else {
+                String::new()
+            },
+        });
+    }
+    let until = SystemTime::now() + duration;
+    Ok(Some(Lock {
+        mode: "COMPLIANCE".to_string(),
+        retain_until: humantime::format_rfc3339_seconds(until).to_string(),
+    }))
+}
+
+/// True when UTC RFC 3339 time `a` is after `b`, to the second (`YYYY-MM-DDTHH:MM:SS`
+/// compares as text; fractions and the zone suffix are ignored).
+fn later(a: &str, b: &str) -> bool {
+    a.get(..19).unwrap_or(a) > b.get(..19).unwrap_or(b)
+}
+
 fn pretty<T: Serialize>(value: &T) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
     bytes.push(b'\n');
@@ -540,6 +613,7 @@ async fn backup_image(
     store: &Store,
     recipients: &Recipients,
     scratch: &Path,
+    lock: Option<&Lock>,
     reporter: &dyn Reporter,
 ) -> Result<(ImageRecord, ImageOutcome, Vec<IndexBlob>, u64), Error> {
     let image_err = |source| Error::Image {
@@ -662,6 +736,17 @@ async fn backup_image(
                     key: record_key.clone(),
                     source,
                 })?;
+            if let (Some(lock), Store::S3(s3)) = (lock, store) {
+                // A shared blob must stay locked as long as the newest backup using it.
+                let current = s3.retention(&record.file.key).await?;
+                if current
+                    .as_deref()
+                    .is_none_or(|c| later(&lock.retain_until, c))
+                {
+                    s3.set_retention(&record.file.key, &lock.mode, &lock.retain_until)
+                        .await?;
+                }
+            }
             reporter.blob(&blob.digest, record.file.size, false);
             outcome.blobs_reused += 1;
             index_blobs.push(IndexBlob {
@@ -710,7 +795,7 @@ async fn backup_image(
             size: sealed.len() as u64,
             sha256: format::sha256_hex(&sealed),
         };
-        let file = match store.put_new(&file.key, &sealed).await? {
+        let file = match store.put_new_locked(&file.key, &sealed, lock).await? {
             Put::Created => {
                 written += file.size;
                 file
@@ -729,7 +814,7 @@ async fn backup_image(
             digest: blob.digest.clone(),
             file: file.clone(),
         });
-        if store.put_new(&record_key, &record).await? == Put::Created {
+        if store.put_new_locked(&record_key, &record, lock).await? == Put::Created {
             written += record.len() as u64;
         }
         reporter.blob(&blob.digest, file.size, true);
@@ -1140,6 +1225,12 @@ pub async fn prune(opts: &PruneOptions) -> Result<PruneOutcome, Error> {
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs()),
             verified: levels.get(&i.id) == Some(&Level::Full),
+            locked: i.retain_until.as_deref().is_some_and(|u| {
+                later(
+                    u,
+                    &humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                )
+            }),
         })
         .collect();
     let selected = index::select(
@@ -1200,4 +1291,165 @@ pub async fn prune(opts: &PruneOptions) -> Result<PruneOutcome, Error> {
         bytes_freed: freed,
         dry_run: opts.dry_run,
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// probe
+
+/// Options of `ferry backup probe`.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// The environment.
+    pub target: BackupTarget,
+}
+
+/// What the store really enforces, found by trying.
+#[derive(Debug, Serialize)]
+pub struct ProbeOutcome {
+    /// The environment.
+    pub environment: String,
+    /// The store.
+    pub store: String,
+    /// The bucket's Object Lock configuration (S3 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<store::s3::LockConfig>,
+    /// The canary written (with COMPLIANCE retention on S3).
+    pub canary: String,
+    /// A create-only write of the existing canary was refused.
+    pub create_only_refused: bool,
+    /// An overwrite left the original content readable (a new version, on a versioned bucket).
+    pub overwrite_preserved: bool,
+    /// Deleting the canary (its version, on a versioned bucket) was refused.
+    pub delete_refused: bool,
+    /// Deletes and overwrites of locked objects are really refused.
+    pub enforced: bool,
+    /// What was observed, for people.
+    pub notes: Vec<String>,
+}
+
+/// The canary's retention: long enough for the probe, short enough to expire soon.
+const PROBE_RETENTION_SECS: u64 = 120;
+
+/// Writes a canary with retention, then tries a create-only write, an overwrite and a delete
+/// of it, and reports what the store refused. Never assumes from configuration alone.
+///
+/// # Errors
+/// Project and store errors.
+pub async fn probe(opts: &ProbeOptions) -> Result<ProbeOutcome, Error> {
+    let target = resolve(&opts.target)?;
+    let key = format!(
+        "probe/{}-{}.txt",
+        humantime::format_rfc3339_seconds(SystemTime::now())
+            .to_string()
+            .replace(':', ""),
+        crate::backup::random_hex(4)
+    );
+    let original = b"ferry backup probe canary\n".to_vec();
+    let changed = b"ferry backup probe overwrite\n".to_vec();
+    let mut notes = Vec::new();
+    match &target.store {
+        Store::Dir(_) => {
+            target.store.put_new(&key, &original).await?;
+            let create_only_refused = target.store.put_new(&key, &changed).await? == Put::Exists;
+            // Anyone who can write the directory can delete in it: try, as a user would.
+            let delete_refused = target.store.delete(&key).await.is_err();
+            notes.push(
+                "a directory store has no object lock: ferry never rewrites a file, but anyone with write access to the directory can delete or replace files".to_string(),
+            );
+            Ok(ProbeOutcome {
+                environment: target.environment,
+                store: target.store.describe(),
+                lock: None,
+                canary: key,
+                create_only_refused,
+                overwrite_preserved: false,
+                delete_refused,
+                enforced: false,
+                notes,
+            })
+        }
+        Store::S3(s3) => {
+            let lock = s3.lock_config().await?;
+            if lock.unsupported {
+                notes.push(
+                    "the server does not implement the Object Lock configuration API".to_string(),
+                );
+            } else if !lock.enabled {
+                notes.push("the bucket does not have Object Lock enabled".to_string());
+            }
+            let until = humantime::format_rfc3339_seconds(
+                SystemTime::now() + std::time::Duration::from_secs(PROBE_RETENTION_SECS),
+            )
+            .to_string();
+            let lock_headers = Lock {
+                mode: "COMPLIANCE".to_string(),
+                retain_until: until,
+            }
+            .headers();
+            let written = s3.put_raw(&key, &original, &lock_headers).await?;
+            if !(200..300).contains(&written.status) {
+                notes.push(format!(
+                    "a write with COMPLIANCE retention was refused (HTTP {})",
+                    written.status
+                ));
+                let written = s3.put_raw(&key, &original, &[]).await?;
+                if !(200..300).contains(&written.status) {
+                    return Err(Error::Store(store::Error::S3Status {
+                        action: "write",
+                        key,
+                        status: written.status,
+                        code: String::new(),
+                    }));
+                }
+            } else {
+                notes.push(format!(
+                    "a write with COMPLIANCE retention was accepted ({})",
+                    if written.version.is_some() {
+                        "versioned"
+                    } else {
+                        "no version id: the bucket is not versioned"
+                    }
+                ));
+            }
+            let version = written.version.as_deref();
+            let create_only_refused = target.store.put_new(&key, &changed).await? == Put::Exists;
+            if !create_only_refused {
+                notes.push(
+                    "If-None-Match: * was ignored: a create-only write replaced the object"
+                        .to_string(),
+                );
+            }
+            s3.put_raw(&key, &changed, &[]).await?;
+            let overwrite_preserved =
+                s3.get_version(&key, version).await?.as_deref() == Some(original.as_slice());
+            let status = s3.delete_version(&key, version).await?;
+            let still_there =
+                s3.get_version(&key, version).await?.as_deref() == Some(original.as_slice());
+            let delete_refused = !(200..300).contains(&status) && still_there;
+            notes.push(format!(
+                "deleting the canary's {} answered HTTP {status}; the original is {}",
+                if version.is_some() {
+                    "locked version"
+                } else {
+                    "object"
+                },
+                if still_there {
+                    "still readable"
+                } else {
+                    "gone"
+                }
+            ));
+            Ok(ProbeOutcome {
+                environment: target.environment,
+                store: target.store.describe(),
+                lock: Some(lock),
+                canary: key,
+                create_only_refused,
+                overwrite_preserved,
+                delete_refused,
+                enforced: delete_refused && overwrite_preserved,
+                notes,
+            })
+        }
+    }
 }

@@ -203,6 +203,10 @@ pub struct BackupPolicy {
     /// Default `.ferry/backups/<app>/<env>`.
     #[serde(default)]
     pub store: Option<String>,
+    /// Object Lock retention set on every object `backup create` writes (COMPLIANCE mode),
+    /// e.g. `30d`. Only for an S3 store whose bucket has Object Lock enabled; refused otherwise.
+    #[serde(default)]
+    pub retention: Option<String>,
 }
 
 impl Default for BackupPolicy {
@@ -212,6 +216,7 @@ impl Default for BackupPolicy {
             keep_weekly: default_keep_weekly(),
             recipients: Vec::new(),
             store: None,
+            retention: None,
         }
     }
 }

@@ -117,6 +117,28 @@ impl Diagnostic for Error {
     }
 }
 
+/// Object Lock retention for new objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    /// `COMPLIANCE` or `GOVERNANCE`.
+    pub mode: String,
+    /// RFC 3339, UTC.
+    pub retain_until: String,
+}
+
+impl Lock {
+    /// The PUT headers that set it.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("x-amz-object-lock-mode", self.mode.clone()),
+            (
+                "x-amz-object-lock-retain-until-date",
+                self.retain_until.clone(),
+            ),
+        ]
+    }
+}
+
 /// A backup store.
 #[derive(Debug)]
 pub enum Store {
@@ -168,6 +190,23 @@ impl Store {
         match self {
             Store::Dir(d) => d.put_new(key, bytes),
             Store::S3(s) => s.put_new(key, bytes).await,
+        }
+    }
+
+    /// Writes `bytes` at `key` unless the key exists, under Object Lock retention when
+    /// `lock` is given (S3 only; callers refuse retention on a directory store first).
+    ///
+    /// # Errors
+    /// I/O and server errors.
+    pub async fn put_new_locked(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        lock: Option<&Lock>,
+    ) -> Result<Put, Error> {
+        match (self, lock) {
+            (Store::S3(s), Some(lock)) => s.put_with(key, bytes, &lock.headers()).await,
+            _ => self.put_new(key, bytes).await,
         }
     }
 
