@@ -565,3 +565,187 @@ async fn create_without_recipients_refuses_before_touching_anything() {
     );
     assert!(!project.path().join(".ferry").exists());
 }
+
+/// Creates a bucket on moto, with Object Lock (and so versioning) when `locked`.
+async fn moto_bucket(s3: &crate::support::S3, locked: bool) {
+    let (url, headers) = crate::support::sigv4::sign(s3, "PUT", "", &[], b"");
+    let mut req = reqwest::Client::new().put(url);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    if locked {
+        req = req.header("x-amz-bucket-object-lock-enabled", "true");
+    }
+    let resp = req
+        .send()
+        .await
+        .expect("moto_server (tests/cluster/up starts it)");
+    assert!(
+        resp.status().is_success(),
+        "create bucket: {}",
+        resp.status()
+    );
+}
+
+fn s3_env(s3: &crate::support::S3) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", s3.endpoint.clone()),
+        ("AWS_REGION", s3.region.clone()),
+        ("AWS_ACCESS_KEY_ID", s3.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_key.clone()),
+    ]
+}
+
+fn probe_json(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("probe JSON: {e}\n{}\n{}", run.stdout, run.stderr))
+}
+
+#[tokio::test]
+async fn object_lock_is_probed_never_assumed_and_set_on_every_backup_file() {
+    let locked = cluster().moto(&unique_name("locked"));
+    let plain = cluster().moto(&unique_name("plain"));
+    moto_bucket(&locked, true).await;
+    moto_bucket(&plain, false).await;
+    let env = released(
+        "bk-lock",
+        &format!("  store: s3://{}/p\n  retention: 1d\n", locked.bucket),
+        16 * 1024,
+    )
+    .await;
+    let dir = env.project.path();
+
+    // moto enforces the lock: the probe says so (exit 0).
+    let probe = ferry_env(
+        dir,
+        &["backup", "probe", "t", "--output", "json"],
+        &s3_env(&locked),
+    )
+    .await;
+    probe.assert_code(0, "probe of a locked bucket");
+    let p = probe_json(&probe);
+    assert_eq!(p["enforced"], true, "{p}");
+    assert_eq!(p["delete_refused"], true, "{p}");
+    assert_eq!(p["overwrite_preserved"], true, "{p}");
+    assert_eq!(p["lock"]["enabled"], true, "{p}");
+
+    // Every file of a backup carries COMPLIANCE retention; prune keeps locked backups.
+    let backup = created(
+        &ferry_env(
+            dir,
+            &["backup", "create", "t", "--insecure", "--output", "json"],
+            &s3_env(&locked),
+        )
+        .await,
+    );
+    let id = backup["id"].as_str().unwrap();
+    for key in [
+        format!("p/demo/t/backups/{id}.tar.zst.age"),
+        format!("p/demo/t/backups/{id}.index.json"),
+    ] {
+        let (url, headers) = crate::support::sigv4::sign(&locked, "HEAD", &key, &[], b"");
+        let mut req = reqwest::Client::new().head(url);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(
+            resp.headers()
+                .get("x-amz-object-lock-mode")
+                .map(|v| v.to_str().unwrap()),
+            Some("COMPLIANCE"),
+            "{key}: {:?}",
+            resp.headers()
+        );
+        assert!(
+            resp.headers()
+                .contains_key("x-amz-object-lock-retain-until-date")
+        );
+    }
+    let pruned = ferry_env(
+        dir,
+        &["backup", "prune", "t", "--output", "json"],
+        &s3_env(&locked),
+    )
+    .await;
+    pruned.assert_code(0, "prune");
+    let pruned: Value = serde_json::from_str(&pruned.stdout).unwrap();
+    assert_eq!(pruned["deleted"], serde_json::json!([]), "{pruned}");
+    assert!(
+        pruned["kept"][0]["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&"locked".into()),
+        "{pruned}"
+    );
+
+    // A bucket without Object Lock: the probe says not enforced (exit 1), and a backup with
+    // `backup.retention` is refused before anything is written (exit 2).
+    let yaml = std::fs::read_to_string(dir.join("ferry.yaml")).unwrap();
+    env.project.write(
+        "ferry.yaml",
+        &yaml.replace(
+            &format!("s3://{}/p", locked.bucket),
+            &format!("s3://{}/p", plain.bucket),
+        ),
+    );
+    let probe = ferry_env(
+        dir,
+        &["backup", "probe", "t", "--output", "json"],
+        &s3_env(&plain),
+    )
+    .await;
+    probe.assert_code(1, "probe of a plain bucket");
+    let p = probe_json(&probe);
+    assert_eq!(p["enforced"], false, "{p}");
+    assert_eq!(p["delete_refused"], false, "{p}");
+    let refused = ferry_env(
+        dir,
+        &["backup", "create", "t", "--insecure"],
+        &s3_env(&plain),
+    )
+    .await;
+    refused.assert_code(2, "retention without a lock");
+    assert!(
+        refused.stderr.contains("does not have Object Lock enabled"),
+        "{}",
+        refused.stderr
+    );
+
+    // s3s-fs, the stack's fast S3 server: accepts lock headers silently, enforces nothing.
+    let s3 = cluster().s3();
+    let yaml = std::fs::read_to_string(dir.join("ferry.yaml")).unwrap();
+    env.project.write(
+        "ferry.yaml",
+        &yaml.replace(
+            &format!("s3://{}/p", plain.bucket),
+            &format!("s3://{}/{}", s3.bucket, unique_name("probe")),
+        ),
+    );
+    let probe = ferry_env(
+        dir,
+        &["backup", "probe", "t", "--output", "json"],
+        &s3_env(&s3),
+    )
+    .await;
+    probe.assert_code(1, "probe of s3s-fs");
+    let p = probe_json(&probe);
+    assert_eq!(p["enforced"], false, "{p}");
+    assert_eq!(p["lock"]["unsupported"], true, "{p}");
+
+    // The directory store: never enforced.
+    env.project.write(
+        "ferry.yaml",
+        &yaml.replace(
+            &format!("  store: s3://{}/p\n  retention: 1d\n", plain.bucket),
+            "",
+        ),
+    );
+    let probe = ferry(dir, &["backup", "probe", "t"]).await;
+    probe.assert_code(1, "probe of a directory");
+    assert!(
+        probe.stderr.contains("object lock not enforced"),
+        "{}",
+        probe.stderr
+    );
+}

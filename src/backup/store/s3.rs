@@ -447,7 +447,8 @@ impl S3Store {
         }
     }
 
-    /// The retain-until date of `key`, if it has a retention.
+    /// The retain-until date of `key`, if it has a retention (from `HEAD`'s
+    /// `x-amz-object-lock-retain-until-date`; some servers lack `GET ?retention`).
     ///
     /// # Errors
     /// Transport errors and refusals.
@@ -456,18 +457,19 @@ impl S3Store {
         let resp = self
             .send(
                 "read the retention of",
-                reqwest::Method::GET,
+                reqwest::Method::HEAD,
                 &full,
-                &[("retention", "")],
+                &[],
                 &[],
                 Vec::new(),
             )
             .await?;
         match resp.status().as_u16() {
-            200 => {
-                let body = resp.text().await.unwrap_or_default();
-                Ok(xml_values(&body, "RetainUntilDate").into_iter().next())
-            }
+            200 => Ok(resp
+                .headers()
+                .get("x-amz-object-lock-retain-until-date")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)),
             404 => Ok(None),
             _ => Err(Self::refuse("read the retention of", &full, resp).await),
         }
@@ -675,10 +677,23 @@ fn sign(
     if let Some(token) = signer.session_token {
         headers.push(("x-amz-security-token", token.to_string()));
     }
-    let path_and_query = if canonical_query.is_empty() {
+    // The URL names a subresource without `=` (`?retention`), as S3 documents it; the
+    // canonical query keeps `retention=` as SigV4 requires.
+    let url_query = q
+        .iter()
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.clone()
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    let path_and_query = if url_query.is_empty() {
         path
     } else {
-        format!("{path}?{canonical_query}")
+        format!("{path}?{url_query}")
     };
     Signed {
         path_and_query,
