@@ -795,7 +795,8 @@ async fn backup_image(
             size: sealed.len() as u64,
             sha256: format::sha256_hex(&sealed),
         };
-        let file = match store.put_new_locked(&file.key, &sealed, lock).await? {
+        let put = store.put_new_locked(&file.key, &sealed, lock).await?;
+        let file = match put {
             Put::Created => {
                 written += file.size;
                 file
@@ -817,8 +818,12 @@ async fn backup_image(
         if store.put_new_locked(&record_key, &record, lock).await? == Put::Created {
             written += record.len() as u64;
         }
-        reporter.blob(&blob.digest, file.size, true);
-        outcome.blobs_uploaded += 1;
+        reporter.blob(&blob.digest, file.size, put == Put::Created);
+        if put == Put::Created {
+            outcome.blobs_uploaded += 1;
+        } else {
+            outcome.blobs_reused += 1;
+        }
         index_blobs.push(IndexBlob {
             digest: blob.digest.clone(),
             file,
