@@ -283,6 +283,11 @@ fn verify(args: &VerifyArgs, global: &GlobalArgs, printer: &Printer) -> CommandR
             }
         }
     }
+    for orphan in &outcome.orphans {
+        printer.error(&format!(
+            "{orphan} has no index: an interrupted `backup create`, or its index was deleted"
+        ));
+    }
     if args.identity.is_none() {
         printer.hint(&format!(
             "pass --identity FILE (or {IDENTITY_VAR}) to decrypt and check every entry"

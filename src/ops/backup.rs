@@ -982,12 +982,14 @@ pub struct VerifyOutcome {
     pub store: String,
     /// One per backup checked.
     pub backups: Vec<Verified>,
+    /// Archives in the store without an index: an interrupted `create`, or a deleted index.
+    pub orphans: Vec<String>,
 }
 
 impl VerifyOutcome {
-    /// True when every backup passed.
+    /// True when every backup passed and no archive lacks its index.
     pub fn passed(&self) -> bool {
-        self.backups.iter().all(|b| b.problems.is_empty())
+        self.orphans.is_empty() && self.backups.iter().all(|b| b.problems.is_empty())
     }
 }
 
@@ -1002,6 +1004,14 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyOutcome, Error> {
     let target = resolve(&opts.target)?;
     let store = &target.store;
     let indexes = read_indexes(store).await?;
+    let indexed: BTreeSet<String> = indexes.iter().map(|i| i.archive.key.clone()).collect();
+    let orphans: Vec<String> = store
+        .list("backups/")
+        .await?
+        .into_iter()
+        .map(|l| l.key)
+        .filter(|k| k.ends_with(".tar.zst.age") && !indexed.contains(k))
+        .collect();
     let chosen: Vec<Index> = match &opts.selection {
         Selection::All => indexes,
         Selection::Latest => indexes.into_iter().last().into_iter().collect(),
@@ -1047,6 +1057,7 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyOutcome, Error> {
         environment: target.environment,
         store: store.describe(),
         backups: out,
+        orphans,
     })
 }
 

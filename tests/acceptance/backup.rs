@@ -491,6 +491,24 @@ async fn directory_backups_are_encrypted_shared_verified_tamper_evident_and_prun
     let list = ferry(dir, &["backup", "list", "t", "--output", "json"]).await;
     let listed: Value = serde_json::from_str(&list.stdout).unwrap();
     assert_eq!(listed["backups"].as_array().unwrap().len(), 2, "{listed}");
+
+    // A dropped backup (its index deleted) does not go unnoticed either.
+    let index = store.join(format!("backups/{id3}.index.json"));
+    let saved = std::fs::read(&index).unwrap();
+    std::fs::remove_file(&index).unwrap();
+    let run = ferry(
+        dir,
+        &["backup", "verify", "t", "--all", "--identity", &identity],
+    )
+    .await;
+    run.assert_code(1, "dropped index");
+    assert!(
+        run.stderr
+            .contains(&format!("backups/{id3}.tar.zst.age has no index")),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(&index, saved).unwrap();
 }
 
 #[tokio::test]
