@@ -276,6 +276,11 @@ fn verify(args: &VerifyArgs, global: &GlobalArgs, printer: &Printer) -> CommandR
         };
         if b.problems.is_empty() {
             printer.status("Verified", &format!("{}: {how}", b.id));
+            if !b.recorded {
+                printer.note(
+                    "the verification could not be recorded in the store (read-only access?)",
+                );
+            }
         } else {
             printer.error(&format!("backup {} failed verification", b.id));
             for p in &b.problems {

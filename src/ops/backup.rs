@@ -971,6 +971,9 @@ pub struct Verified {
     pub entries: usize,
     /// What is wrong; empty when it passed.
     pub problems: Vec<format::Problem>,
+    /// A passed verification was recorded in the store (false with read-only credentials:
+    /// `list` then does not show it as verified, and prune does not count it).
+    pub recorded: bool,
 }
 
 /// The verdicts.
@@ -1034,7 +1037,7 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyOutcome, Error> {
     }
     let mut out = Vec::new();
     for idx in chosen {
-        let verdict = verify_one(store, &idx, opts.identity.as_ref()).await?;
+        let mut verdict = verify_one(store, &idx, opts.identity.as_ref()).await?;
         if verdict.problems.is_empty() {
             let at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
             let record = VerifiedRecord {
@@ -1049,7 +1052,8 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyOutcome, Error> {
                 at.replace(':', ""),
                 crate::backup::random_hex(2)
             );
-            store.put_new(&key, &pretty(&record)).await?;
+            // Best effort: verifying needs only read access to the store.
+            verdict.recorded = store.put_new(&key, &pretty(&record)).await.is_ok();
         }
         out.push(verdict);
     }
@@ -1176,6 +1180,7 @@ async fn verify_one(
         files,
         entries,
         problems,
+        recorded: false,
     })
 }
 
