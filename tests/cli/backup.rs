@@ -139,3 +139,15 @@ fn verify_of_an_empty_store_fails_and_list_says_so() {
         verify.stderr
     );
 }
+
+#[test]
+fn list_json_is_one_document() {
+    let demo = Demo::new();
+    let run = demo.run(&["backup", "list", "staging", "--output", "json"]);
+    assert_snapshot!(run.snapshot(), @r#"
+    exit code: 0
+    ----- stdout -----
+    {"environment":"staging","store":"[PROJECT]/.ferry/backups/demo/staging","backups":[]}
+    ----- stderr -----
+    "#);
+}
