@@ -78,7 +78,8 @@ enum Command {
     Rollback(release::RollbackArgs),
     /// Build reproducible, hardened OCI images (no Docker) and push them with their SBOMs.
     Image(image::ImageArgs),
-    /// Encrypted, self-verifying backups of an environment: keygen, create, list, verify, prune.
+    /// Encrypted, self-verifying backups of an environment: keygen, create, list, verify, prune,
+    /// probe.
     Backup(backup::BackupArgs),
 }
 
