@@ -13,10 +13,13 @@
 //! - [`registry`]: the OCI distribution client (reqwest): auth, HEAD-skip, mount, push, pull.
 //! - [`cluster`]: the kube client, discovery, server-side apply in waves, prune, diff, status.
 //! - [`release`]: rollout watch, availability proof, release records, the lease lock, HTTP checks.
+//! - [`backup`]: encrypted, self-verifying backups: the archive format (pure), the stores.
 //! - [`ui`]: the printer (human and JSON), error rendering, logging.
 //!
-//! Pure modules (`project`, `render`, `redact`, `object`, `policy`, `image`) never touch the network or a cluster.
+//! Pure modules (`project`, `render`, `redact`, `object`, `policy`, `image`, and `backup`'s
+//! `format`, `keys`, `normalize` and `index`) never touch the network or a cluster.
 
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod image;

@@ -2,6 +2,7 @@
 //! inputs, calls one operation, and hands the outcome to the printer; no logic lives here.
 
 mod apply;
+mod backup;
 mod diff;
 mod history;
 mod image;
@@ -74,6 +75,9 @@ enum Command {
     Rollback(release::RollbackArgs),
     /// Build reproducible, hardened OCI images (no Docker) and push them with their SBOMs.
     Image(image::ImageArgs),
+    /// Encrypted, self-verifying backups of an environment: keygen, create, list, verify, prune,
+    /// probe.
+    Backup(backup::BackupArgs),
 }
 
 /// Flags naming the environment and overriding its values.
@@ -220,6 +224,7 @@ fn run(cli: &Cli, printer: &Printer) -> CommandResult {
         Command::Release(args) => release::run(args, &cli.global, printer),
         Command::History(args) => history::run(args, &cli.global, printer),
         Command::Rollback(args) => release::run_rollback(args, &cli.global, printer),
+        Command::Backup(args) => backup::run(args, &cli.global, printer),
     }
 }
 

@@ -2,6 +2,7 @@
 //! outcome struct; none prints or picks an exit code.
 
 pub mod apply;
+pub mod backup;
 pub mod diff;
 pub mod history;
 pub mod image;

@@ -185,16 +185,28 @@ impl Default for ReleasePolicy {
     }
 }
 
-/// Backup retention and store.
+/// Backup encryption, store and retention.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BackupPolicy {
-    /// Daily restore points to keep.
+    /// Daily restore points `ferry backup prune` keeps.
     #[serde(default = "default_keep_daily")]
     pub keep_daily: u32,
-    /// Weekly restore points to keep.
+    /// Weekly restore points `ferry backup prune` keeps.
     #[serde(default = "default_keep_weekly")]
     pub keep_weekly: u32,
+    /// age recipients (`age1…`) every backup is encrypted to, e.g. an online key and an
+    /// offline break-glass key. Public keys only: the machine writing backups cannot read them.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Where backups go: a directory (relative to the project) or `s3://bucket/prefix`.
+    /// Default `.ferry/backups/<app>/<env>`.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Object Lock retention set on every object `backup create` writes (COMPLIANCE mode),
+    /// e.g. `30d`. Only for an S3 store whose bucket has Object Lock enabled; refused otherwise.
+    #[serde(default)]
+    pub retention: Option<String>,
 }
 
 impl Default for BackupPolicy {
@@ -202,6 +214,9 @@ impl Default for BackupPolicy {
         BackupPolicy {
             keep_daily: default_keep_daily(),
             keep_weekly: default_keep_weekly(),
+            recipients: Vec::new(),
+            store: None,
+            retention: None,
         }
     }
 }

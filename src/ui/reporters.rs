@@ -382,3 +382,132 @@ impl RolloutReporter for RolloutEvents {
         });
     }
 }
+
+/// The reporter of `ferry backup create`: JSON Lines events in JSON mode, a spinner with
+/// counts when `bars`, else nothing.
+pub fn backup_reporter<'a>(
+    printer: &'a Printer,
+    bars: bool,
+) -> Box<dyn crate::backup::Reporter + 'a> {
+    if printer.format() == OutputFormat::Json {
+        Box::new(BackupEvents { printer })
+    } else if bars {
+        Box::new(BackupBar::new())
+    } else {
+        Box::new(crate::backup::NoopReporter)
+    }
+}
+
+/// JSON Lines events of `backup create`.
+struct BackupEvents<'a> {
+    printer: &'a Printer,
+}
+
+#[derive(Serialize)]
+struct BackupEvent<'a> {
+    event: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uploaded: Option<bool>,
+}
+
+impl crate::backup::Reporter for BackupEvents<'_> {
+    fn objects(&self, count: usize) {
+        self.printer.json(&BackupEvent {
+            event: "objects-read",
+            count: Some(count),
+            digest: None,
+            bytes: None,
+            uploaded: None,
+        });
+    }
+
+    fn blob(&self, digest: &str, bytes: u64, uploaded: bool) {
+        self.printer.json(&BackupEvent {
+            event: "blob",
+            count: None,
+            digest: Some(digest),
+            bytes: Some(bytes),
+            uploaded: Some(uploaded),
+        });
+    }
+
+    fn archive(&self, bytes: u64) {
+        self.printer.json(&BackupEvent {
+            event: "archive-written",
+            count: None,
+            digest: None,
+            bytes: Some(bytes),
+            uploaded: None,
+        });
+    }
+}
+
+/// A spinner: objects read, blobs stored, bytes written.
+struct BackupBar {
+    bar: ProgressBar,
+    state: Mutex<(usize, usize, u64)>,
+}
+
+impl BackupBar {
+    fn new() -> Self {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} backing up: {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        BackupBar {
+            bar,
+            state: Mutex::new((0, 0, 0)),
+        }
+    }
+
+    fn show(&self) {
+        let Ok(s) = self.state.lock() else { return };
+        self.bar.set_message(format!(
+            "{} objects, {} image blobs, {:.1} MB written",
+            s.0,
+            s.1,
+            s.2 as f64 / 1e6
+        ));
+    }
+}
+
+impl crate::backup::Reporter for BackupBar {
+    fn objects(&self, count: usize) {
+        if let Ok(mut s) = self.state.lock() {
+            s.0 = count;
+        }
+        self.show();
+    }
+
+    fn blob(&self, _digest: &str, bytes: u64, uploaded: bool) {
+        if let Ok(mut s) = self.state.lock() {
+            s.1 += 1;
+            if uploaded {
+                s.2 += bytes;
+            }
+        }
+        self.show();
+    }
+
+    fn archive(&self, bytes: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.2 += bytes;
+        }
+        self.show();
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Drop for BackupBar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}

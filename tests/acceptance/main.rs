@@ -6,6 +6,8 @@
 //!
 //! - `apply`: `ferry provision`, `apply`, `diff` and `status` (issue 4): idempotent provision,
 //!   waves, pruning, CRDs, RBAC refusals, diff exit codes.
+//! - `backup`: `ferry backup` (issue 11) to the directory store and S3: encryption, shared
+//!   image blobs, verify and tamper detection, age/zstd/tar interoperability, prune.
 //! - `cluster`: the test cluster itself behaves like a real one (rollouts, readiness stages,
 //!   Pod Security admission, RBAC).
 //! - `edges`: exit codes and edges (issue 10): a missing namespace, a closed stdout.
@@ -20,6 +22,7 @@
 //! - `secrets`: no command, error or log line shows a secret value (issue 10).
 
 mod apply;
+mod backup;
 mod cluster;
 mod edges;
 mod image;

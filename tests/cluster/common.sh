@@ -12,13 +12,14 @@ W=$repo_root/target/testcluster
 ENV_FILE=$W/env
 
 # Start order; down stops them in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok registry s3s-fs)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok registry s3s-fs moto)
 
 # The executable each component runs, used to check that a recorded PID is still ours.
 component_exe() {
   case $1 in
     registry) command -v docker-registry ;;
     s3s-fs) readlink -f "$BIN/s3s-fs" ;;
+    moto) readlink -f "$MOTO_VENV/bin/python" ;; # moto_server is a script run by the venv's python
     *) echo "$BIN/$1" ;;
   esac
 }

@@ -4,7 +4,8 @@
 //! builds a kube client for the `ferry-local` context (admin) or [`Cluster::limited_client`] for
 //! `ferry-local-limited` (a client certificate with no rights until a test grants some).
 //! [`TestNamespace`] gives each test its own namespace, deleted when it drops. The registry and
-//! S3 server are reached through [`Cluster::registry`] and [`Cluster::s3`].
+//! S3 servers are reached through [`Cluster::registry`], [`Cluster::s3`] (s3s-fs) and
+//! [`Cluster::moto`] (moto_server, with Object Lock).
 //!
 //! A missing or stopped stack makes the test **fail** with the command that starts it: the
 //! tests never skip.
@@ -113,6 +114,23 @@ impl Cluster {
             secret_key: self.var("FERRY_TEST_S3_SECRET_KEY").to_owned(),
             bucket: self.var("FERRY_TEST_S3_BUCKET").to_owned(),
             region: self.var("FERRY_TEST_S3_REGION").to_owned(),
+        }
+    }
+
+    /// moto_server, the S3 server that enforces Object Lock, for `bucket` (created by the
+    /// test). `FERRY_TEST_MOTO_ENDPOINT` in the test's own environment overrides the env
+    /// file's (for a moto started by hand beside an older stack). moto accepts any credentials.
+    pub fn moto(&self, bucket: &str) -> S3 {
+        let endpoint = std::env::var("FERRY_TEST_MOTO_ENDPOINT")
+            .ok()
+            .filter(|e| e.starts_with("http://127.0.0.1:"))
+            .unwrap_or_else(|| self.var("FERRY_TEST_MOTO_ENDPOINT").to_owned());
+        S3 {
+            endpoint,
+            access_key: "ferry-test".to_owned(),
+            secret_key: "ferry-test-secret".to_owned(),
+            bucket: bucket.to_owned(),
+            region: "us-east-1".to_owned(),
         }
     }
 
