@@ -196,15 +196,8 @@ impl S3Store {
         extra: &[(&str, String)],
     ) -> Result<Put, Error> {
         let full = self.full_key(key);
-        let checksum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes));
-        let mut headers = vec![
-            ("if-none-match", "*".to_string()),
-            ("x-amz-checksum-sha256", checksum),
-            (
-                "content-md5",
-                base64::engine::general_purpose::STANDARD.encode(md5(bytes)),
-            ),
-        ];
+        let mut headers = vec![("if-none-match", "*".to_string())];
+        headers.extend(integrity_headers(bytes));
         headers.extend(extra.iter().map(|(n, v)| (*n, v.clone())));
         let resp = self
             .send(
@@ -486,14 +479,7 @@ impl S3Store {
         extra: &[(&str, String)],
     ) -> Result<Written, Error> {
         let full = self.full_key(key);
-        let checksum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes));
-        let mut headers = vec![
-            ("x-amz-checksum-sha256", checksum),
-            (
-                "content-md5",
-                base64::engine::general_purpose::STANDARD.encode(md5(bytes)),
-            ),
-        ];
+        let mut headers = integrity_headers(bytes);
         headers.extend(extra.iter().map(|(n, v)| (*n, v.clone())));
         let resp = self
             .send(
@@ -754,6 +740,16 @@ fn xml_unescape(s: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&apos;", "'")
         .replace("&amp;", "&")
+}
+
+/// The headers that let the server check a body: its SHA-256 (`x-amz-checksum-sha256`) and
+/// MD5 (`content-md5`, which Object Lock requires on writes), base64.
+fn integrity_headers(bytes: &[u8]) -> Vec<(&'static str, String)> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    vec![
+        ("x-amz-checksum-sha256", b64.encode(Sha256::digest(bytes))),
+        ("content-md5", b64.encode(md5(bytes))),
+    ]
 }
 
 #[cfg(test)]
