@@ -35,27 +35,6 @@ fn three_replicas(extra: &str) -> String {
     format!("values:\n  replicas: 3\n{extra}")
 }
 
-/// Edits the pod template of the demo Deployment: adds `label` and `annotation` lines
-/// (already indented YAML `key: value`).
-fn pod_template(project: &Project, label: Option<&str>, annotation: Option<&str>) {
-    let path = project.path().join("templates/deployment.yaml.hbs");
-    let text = std::fs::read_to_string(&path).expect("read deployment template");
-    let anchor = "      labels:\n        {{> labels}}\n      annotations:\n";
-    assert!(
-        text.contains(anchor),
-        "the demo Deployment template changed shape"
-    );
-    let mut with = String::from("      labels:\n        {{> labels}}\n");
-    if let Some(l) = label {
-        with.push_str(&format!("        {l}\n"));
-    }
-    with.push_str("      annotations:\n");
-    if let Some(a) = annotation {
-        with.push_str(&format!("        {a}\n"));
-    }
-    std::fs::write(&path, text.replacen(anchor, &with, 1)).expect("write template");
-}
-
 /// Names of the Ready pods of the demo.
 async fn ready_pods(ns: &TestNamespace) -> Vec<String> {
     let pods = ns
@@ -121,7 +100,7 @@ async fn a_release_with_delayed_readiness_keeps_three_of_three_endpoints() {
         .assert_code(0, "first release");
 
     // Slow pods: every new pod becomes ready only after 3 s.
-    pod_template(&project, None, Some("ferry.test/ready-delay: \"3s\""));
+    project.pod_template(None, Some("ferry.test/ready-delay: \"3s\""));
     let second = ferry(project.path(), &["release", "t"]).await;
     second.assert_code(0, "second release");
     assert!(
@@ -168,7 +147,7 @@ async fn a_never_ready_release_rolls_back_and_the_old_pods_keep_serving() {
     let before = ready_pods(&ns).await;
     assert_eq!(before.len(), 3, "{before:?}");
 
-    pod_template(&project, Some("ferry.test/never-ready: \"true\""), None);
+    project.pod_template(Some("ferry.test/never-ready: \"true\""), None);
     let failed = ferry(
         project.path(),
         &[
@@ -392,7 +371,7 @@ async fn a_release_killed_mid_rollout_is_recovered_by_the_next_one() {
         .assert_code(0, "release 1");
 
     // A slow rollout, killed with SIGKILL once it is under way.
-    pod_template(&project, None, Some("ferry.test/ready-delay: \"30s\""));
+    project.pod_template(None, Some("ferry.test/ready-delay: \"30s\""));
     kill_mid_rollout(&project, &ns, 2).await;
 
     // The next release waits for the dead holder's lease, finds revision 2 pending, restores
@@ -444,7 +423,7 @@ async fn a_changed_selector_is_refused_before_anything_is_applied() {
         ),
     )
     .expect("write template");
-    pod_template(&project, Some("tier: front"), None);
+    project.pod_template(Some("tier: front"), None);
 
     let refused = ferry(project.path(), &["release", "t"]).await;
     refused.assert_code(2, "release with a changed selector");
@@ -484,7 +463,7 @@ async fn losing_two_ready_pods_mid_release_rolls_back_naming_the_service_the_min
     let ns = TestNamespace::new("rel-lose").await;
     let project = demo(ns.name(), "");
     // Every pod, the replacements of lost ones too, becomes ready 3 s after it starts.
-    pod_template(&project, None, Some("ferry.test/ready-delay: \"3s\""));
+    project.pod_template(None, Some("ferry.test/ready-delay: \"3s\""));
     ferry(project.path(), &["release", "t"])
         .await
         .assert_code(0, "first release");
@@ -551,7 +530,7 @@ async fn a_watch_cut_mid_release_is_not_a_proof_and_rolls_back() {
     ferry(project.path(), &["release", "t"])
         .await
         .assert_code(0, "first release");
-    pod_template(&project, None, Some("ferry.test/ready-delay: \"5s\""));
+    project.pod_template(None, Some("ferry.test/ready-delay: \"5s\""));
 
     let proxy = CutProxy::start().await;
     let kubeconfig = proxy.write_kubeconfig(project.path());
@@ -599,7 +578,7 @@ async fn a_lease_taken_mid_rollout_stops_the_release_at_once() {
     ferry(project.path(), &["release", "t"])
         .await
         .assert_code(0, "first release");
-    pod_template(&project, None, Some("ferry.test/ready-delay: \"40s\""));
+    project.pod_template(None, Some("ferry.test/ready-delay: \"40s\""));
     let run = spawn_ferry(&project, &["release", "t"]);
     wait_applied(&ns, 2).await;
 
@@ -699,7 +678,7 @@ async fn a_release_on_a_terminal_shows_live_progress_unless_no_progress() {
         .await
         .assert_code(0, "first release");
     // New pods become ready after 2 s: the rollout takes long enough to be drawn.
-    pod_template(&project, None, Some("ferry.test/ready-delay: \"2s\""));
+    project.pod_template(None, Some("ferry.test/ready-delay: \"2s\""));
     let shown = release_on_a_terminal(&project, "").await;
     assert!(shown.contains("Rolling out"), "{shown}");
     assert!(shown.contains("Deployment demo-web"), "{shown}");
@@ -711,7 +690,7 @@ async fn a_release_on_a_terminal_shows_live_progress_unless_no_progress() {
     );
 
     // Another change (the 2 s readiness delay stays).
-    pod_template(&project, None, Some("ferry.test/again: \"yes\""));
+    project.pod_template(None, Some("ferry.test/again: \"yes\""));
     let quiet = release_on_a_terminal(&project, "--no-progress").await;
     assert!(!quiet.contains("Rolling out"), "{quiet}");
     assert!(!quiet.contains("service demo-web:"), "{quiet}");

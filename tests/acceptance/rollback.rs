@@ -162,33 +162,10 @@ async fn rollback_and_history_need_only_ferry_yaml_and_the_environment_file_or_f
 async fn a_release_killed_mid_rollout_is_recovered_by_a_rollback_of_a_broken_project() {
     let ns = TestNamespace::new("rb-kill").await;
     let project = demo(ns.name());
-    ferry(project.path(), &["release", "t"])
-        .await
-        .assert_code(0, "release 1");
+    two_revisions(&project).await;
 
-    // A slow rollout of revision 2, killed with SIGKILL once it is under way.
-    ferry(
-        project.path(),
-        &["release", "t", "--set", "config.greeting=second"],
-    )
-    .await
-    .assert_code(0, "release 2");
-    let template = project.path().join("templates/deployment.yaml.hbs");
-    let text = std::fs::read_to_string(&template).expect("read template");
-    let anchor = "      annotations:\n";
-    assert!(
-        text.contains(anchor),
-        "the demo Deployment template changed"
-    );
-    std::fs::write(
-        &template,
-        text.replacen(
-            anchor,
-            "      annotations:\n        ferry.test/ready-delay: \"30s\"\n",
-            1,
-        ),
-    )
-    .expect("write template");
+    // A slow rollout of revision 3, killed with SIGKILL once it is under way.
+    project.pod_template(None, Some("ferry.test/ready-delay: \"30s\""));
     kill_mid_rollout(&project, &ns, 3).await;
 
     // The machine that recovers has a broken checkout and no secrets.
@@ -220,7 +197,7 @@ async fn a_release_killed_mid_rollout_is_recovered_by_a_rollback_of_a_broken_pro
     mend_project(&project);
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/deployment.yaml.hbs"),
-        &template,
+        project.path().join("templates/deployment.yaml.hbs"),
     )
     .expect("restore the template");
     ferry(project.path(), &["diff", "t"])

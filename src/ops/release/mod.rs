@@ -13,6 +13,7 @@ mod engine;
 mod recovery;
 mod source;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -34,7 +35,6 @@ use crate::release::{
     RolloutError, RolloutReporter, ServiceAvailability, WorkloadOutcome,
 };
 use crate::ui::{Diagnostic, ExitStatus};
-use std::sync::Arc;
 
 /// The signal future a release watches: resolves on Ctrl-C or SIGTERM.
 pub type Interrupt = BoxFuture<'static, ()>;

@@ -76,6 +76,27 @@ impl Project {
         std::fs::remove_file(self.dir.path().join(path)).expect("remove file");
     }
 
+    /// Edits the pod template of the demo Deployment: adds `label` and `annotation` lines
+    /// (already indented YAML `key: value`).
+    pub fn pod_template(&self, label: Option<&str>, annotation: Option<&str>) {
+        let path = self.path().join("templates/deployment.yaml.hbs");
+        let text = std::fs::read_to_string(&path).expect("read deployment template");
+        let anchor = "      labels:\n        {{> labels}}\n      annotations:\n";
+        assert!(
+            text.contains(anchor),
+            "the demo Deployment template changed shape"
+        );
+        let mut with = String::from("      labels:\n        {{> labels}}\n");
+        if let Some(l) = label {
+            with.push_str(&format!("        {l}\n"));
+        }
+        with.push_str("      annotations:\n");
+        if let Some(a) = annotation {
+            with.push_str(&format!("        {a}\n"));
+        }
+        std::fs::write(&path, text.replacen(anchor, &with, 1)).expect("write template");
+    }
+
     /// The project directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
