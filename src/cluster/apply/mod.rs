@@ -33,10 +33,7 @@ use futures::future::Either;
 use futures::{StreamExt, stream};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{
-    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
-    PropagationPolicy, ValidationDirective,
-};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, ValidationDirective};
 use kube::runtime::wait::{await_condition, conditions};
 use serde::Serialize;
 use serde_json::Value;
@@ -47,8 +44,14 @@ use super::applyset::{
 use super::discovery::{Resolved, Resolver};
 use super::error::{ApiCause, Error, RequestError, Target, Verb, WaveName};
 use super::reporter::ApplyReporter;
+
+mod members;
+mod prune;
+
 use crate::object::{Object, ObjectRef};
 use crate::render::{Wave, wave};
+pub(super) use members::{Key, list_members};
+use members::{Live, with_type};
 
 /// Whether the run changes the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -182,31 +185,6 @@ pub struct ApplyFailure {
     pub error: Error,
 }
 
-/// An object's identity independent of its API version.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct Key {
-    group: String,
-    kind: String,
-    namespace: Option<String>,
-    name: String,
-}
-
-impl Key {
-    fn new(group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Self {
-        Key {
-            group: group.to_string(),
-            kind: kind.to_string(),
-            namespace: namespace.map(str::to_string),
-            name: name.to_string(),
-        }
-    }
-
-    pub(super) fn of_id(id: &ObjectRef) -> Self {
-        let (group, _) = super::discovery::split_api_version(&id.api_version);
-        Key::new(group, &id.kind, id.namespace.as_deref(), &id.name)
-    }
-}
-
 /// An object of the bundle, resolved and labelled.
 #[derive(Debug, Clone)]
 struct Desired {
@@ -256,27 +234,6 @@ impl Desired {
             after: None,
         }
     }
-}
-
-/// A member found on the cluster.
-#[derive(Debug, Clone)]
-pub(super) struct Live {
-    /// Who it is (at the preferred version of its kind).
-    pub(super) id: ObjectRef,
-    /// Its resource.
-    pub(super) resolved: Resolved,
-    /// Its uid.
-    pub(super) uid: String,
-    /// Its resourceVersion.
-    pub(super) resource_version: String,
-    /// Applied by the field manager (so it may be pruned).
-    pub(super) owned: bool,
-    /// [`managed_digest`] of the field manager's fields.
-    pub(super) managed: Option<String>,
-    /// Managers that changed it after the field manager's last apply.
-    pub(super) later_managers: Vec<String>,
-    /// The full object, when listed in full.
-    pub(super) value: Option<Value>,
 }
 
 /// Services in flight at once when applying for real. The API server allocates ClusterIPs
@@ -982,86 +939,6 @@ impl<'a> Engine<'a> {
         }
         Ok(())
     }
-
-    /// Deletes owned members that left the bundle, in reverse wave order.
-    async fn prune(
-        &mut self,
-        report: &mut ApplyReport,
-        reporter: &dyn ApplyReporter,
-    ) -> Result<(), Error> {
-        let wanted: BTreeSet<&Key> = self.desired.iter().map(|d| &d.key).collect();
-        let mut doomed: Vec<&Live> = Vec::new();
-        for (key, live) in &self.live {
-            if wanted.contains(key) {
-                continue;
-            }
-            if live.owned {
-                doomed.push(live);
-            } else {
-                report.kept.push(live.id.clone());
-            }
-        }
-        doomed.sort_by(|a, b| {
-            let order = |l: &Live| {
-                (
-                    wave(&l.id.kind),
-                    l.id.kind.clone(),
-                    l.id.namespace.clone(),
-                    l.id.name.clone(),
-                )
-            };
-            order(b).cmp(&order(a))
-        });
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        reporter.prune_started(doomed.len());
-        let mut by_wave: BTreeMap<std::cmp::Reverse<Wave>, Vec<&Live>> = BTreeMap::new();
-        for live in doomed {
-            by_wave
-                .entry(std::cmp::Reverse(wave(&live.id.kind)))
-                .or_default()
-                .push(live);
-        }
-        let dry_run = self.request.mode == Mode::DryRun;
-        let client = self.client;
-        let capture = self.request.capture;
-        for (std::cmp::Reverse(wave), members) in by_wave {
-            let outcomes: Vec<(usize, Result<bool, RequestError>)> =
-                stream::iter(members.iter().enumerate())
-                    .map(
-                        |(index, live)| async move { (index, delete(client, live, dry_run).await) },
-                    )
-                    .buffer_unordered(self.request.concurrency.max(1))
-                    .collect()
-                    .await;
-            let mut outcomes = outcomes;
-            outcomes.sort_by_key(|(index, _)| *index);
-            for (index, outcome) in outcomes {
-                let live = members[index];
-                match outcome {
-                    Ok(true) => {
-                        let result = ObjectResult {
-                            id: live.id.clone(),
-                            wave,
-                            action: Action::Pruned,
-                            template: None,
-                            generation: None,
-                            unchecked: false,
-                            before: if capture { live.value.clone() } else { None },
-                            after: None,
-                        };
-                        reporter.pruned(&result);
-                        report.pruned.push(result);
-                    }
-                    // Replaced by another object of the same name since it was listed.
-                    Ok(false) => report.kept.push(live.id.clone()),
-                    Err(error) => return Err(error.into()),
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The objects of one wave and what to do with them.
@@ -1146,45 +1023,6 @@ async fn check(
     failures
 }
 
-/// Deletes one member if it is still the object that was listed (same uid). `Ok(false)` when
-/// it was replaced meanwhile; a member already gone counts as deleted.
-async fn delete(client: &Client, live: &Live, dry_run: bool) -> Result<bool, RequestError> {
-    let api = Api::<DynamicObject>::dynamic(
-        client.clone(),
-        &live.resolved.resource,
-        &live.resolved.scope,
-    );
-    let api = match &live.id.namespace {
-        Some(ns) => api.constrain(ns),
-        None => api,
-    };
-    let params = DeleteParams {
-        dry_run,
-        propagation_policy: Some(PropagationPolicy::Background),
-        preconditions: Some(Preconditions {
-            uid: Some(live.uid.clone()),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match api.delete(&live.id.name, &params).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-        Err(error) => Err(RequestError::new(
-            Verb::Delete,
-            Target {
-                kind: live.id.kind.clone(),
-                resource: Some(live.resolved.qualified()),
-                namespace: live.id.namespace.clone(),
-                name: Some(live.id.name.clone()),
-                template: None,
-            },
-            &error,
-        )),
-    }
-}
-
 /// The wave's failures as one error, the first in apply order as the cause.
 fn rejected(wave: Wave, mut failures: Vec<(usize, RequestError)>) -> Error {
     failures.sort_by_key(|(index, _)| *index);
@@ -1266,158 +1104,4 @@ fn resolve_all(resolver: &Resolver, request: &ApplyRequest<'_>) -> Result<Vec<De
         });
     }
     Ok(desired)
-}
-
-/// Lists the set's members of every group-kind, in every namespace concerned.
-pub(super) async fn list_members(
-    client: &Client,
-    resolver: &Resolver,
-    ownership: &Ownership,
-    concurrency: usize,
-    group_kinds: &BTreeSet<String>,
-    namespaces: &BTreeSet<String>,
-    full: bool,
-) -> Result<BTreeMap<Key, Live>, Error> {
-    let mut lists: Vec<(Resolved, Option<String>)> = Vec::new();
-    for group_kind in group_kinds {
-        let Some(resolved) = resolver.resolve_group_kind(group_kind) else {
-            tracing::debug!(%group_kind, "kind no longer served; its members are gone");
-            continue;
-        };
-        // Kinds only defined by this bundle's CRDs have no members yet.
-        if !resolver.is_served(&resolved.resource.api_version, &resolved.resource.kind) {
-            continue;
-        }
-        if resolved.namespaced() {
-            for ns in namespaces {
-                lists.push((resolved.clone(), Some(ns.clone())));
-            }
-        } else {
-            lists.push((resolved, None));
-        }
-    }
-    let selector = ownership.selector();
-    let manager = ownership.field_manager.as_str();
-    let selector = selector.as_str();
-    let pages: Vec<Result<Vec<Live>, RequestError>> = stream::iter(lists)
-        .map(|(resolved, namespace)| async move {
-            list_one(
-                client,
-                &resolved,
-                namespace.as_deref(),
-                selector,
-                manager,
-                full,
-            )
-            .await
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    let mut live = BTreeMap::new();
-    for page in pages {
-        for member in page? {
-            let key = Key::new(
-                &member.resolved.resource.group,
-                &member.id.kind,
-                member.id.namespace.as_deref(),
-                &member.id.name,
-            );
-            live.insert(key, member);
-        }
-    }
-    Ok(live)
-}
-
-/// Lists one kind in one namespace (or cluster-wide), following continue tokens.
-async fn list_one(
-    client: &Client,
-    resolved: &Resolved,
-    namespace: Option<&str>,
-    selector: &str,
-    manager: &str,
-    full: bool,
-) -> Result<Vec<Live>, RequestError> {
-    let api = Api::<DynamicObject>::dynamic(client.clone(), &resolved.resource, &resolved.scope);
-    let api = match namespace {
-        Some(ns) => api.constrain(ns),
-        None => api,
-    };
-    let target = || Target::list(&resolved.resource.kind, resolved.qualified(), namespace);
-    let mut members = Vec::new();
-    let mut params = ListParams::default().labels(selector).limit(500);
-    loop {
-        let continue_token = if full {
-            let page = api
-                .list(&params)
-                .await
-                .map_err(|e| RequestError::new(Verb::List, target(), &e))?;
-            for object in page.items {
-                let value = serde_json::to_value(&object)
-                    .ok()
-                    .map(|v| with_type(v, &resolved.resource.api_version, &resolved.resource.kind));
-                members.push(live_member(resolved, &object.metadata, manager, value));
-            }
-            page.metadata.continue_
-        } else {
-            let page = api
-                .list_metadata(&params)
-                .await
-                .map_err(|e| RequestError::new(Verb::List, target(), &e))?;
-            for object in page.items {
-                members.push(live_member(resolved, &object.metadata, manager, None));
-            }
-            page.metadata.continue_
-        };
-        match continue_token.filter(|t| !t.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => break,
-        }
-    }
-    Ok(members)
-}
-
-/// `value` with `apiVersion` and `kind` first (list items come without them).
-fn with_type(value: Value, api_version: &str, kind: &str) -> Value {
-    let Value::Object(fields) = value else {
-        return value;
-    };
-    let mut typed = serde_json::Map::new();
-    typed.insert(
-        "apiVersion".to_string(),
-        Value::String(api_version.to_string()),
-    );
-    typed.insert("kind".to_string(), Value::String(kind.to_string()));
-    for (key, field) in fields {
-        if key != "apiVersion" && key != "kind" {
-            typed.insert(key, field);
-        }
-    }
-    Value::Object(typed)
-}
-
-fn live_member(
-    resolved: &Resolved,
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    manager: &str,
-    value: Option<Value>,
-) -> Live {
-    if let Some(value) = &value {
-        crate::redact::register_object(value);
-    }
-    Live {
-        id: ObjectRef {
-            api_version: resolved.resource.api_version.clone(),
-            kind: resolved.resource.kind.clone(),
-            namespace: meta.namespace.clone(),
-            name: meta.name.clone().unwrap_or_default(),
-        },
-        resolved: resolved.clone(),
-        uid: meta.uid.clone().unwrap_or_default(),
-        resource_version: meta.resource_version.clone().unwrap_or_default(),
-        owned: applyset::applied_by(meta, manager),
-        managed: managed_digest(meta, manager),
-        later_managers: applyset::later_managers(meta, manager),
-        value,
-    }
 }

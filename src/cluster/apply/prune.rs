@@ -1,0 +1,134 @@
+//! Pruning: deleting the owned members that left the bundle, workloads first, each only if it
+//! is still the object that was listed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::{StreamExt, stream};
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, Preconditions, PropagationPolicy};
+
+use super::members::{Key, Live};
+use super::{Action, ApplyReport, ApplyReporter, Engine, Mode, ObjectResult};
+use crate::cluster::error::{Error, RequestError, Target, Verb};
+use crate::render::{Wave, wave};
+
+impl Engine<'_> {
+    /// Deletes owned members that left the bundle, in reverse wave order.
+    pub(super) async fn prune(
+        &mut self,
+        report: &mut ApplyReport,
+        reporter: &dyn ApplyReporter,
+    ) -> Result<(), Error> {
+        let wanted: BTreeSet<&Key> = self.desired.iter().map(|d| &d.key).collect();
+        let mut doomed: Vec<&Live> = Vec::new();
+        for (key, live) in &self.live {
+            if wanted.contains(key) {
+                continue;
+            }
+            if live.owned {
+                doomed.push(live);
+            } else {
+                report.kept.push(live.id.clone());
+            }
+        }
+        doomed.sort_by(|a, b| {
+            let order = |l: &Live| {
+                (
+                    wave(&l.id.kind),
+                    l.id.kind.clone(),
+                    l.id.namespace.clone(),
+                    l.id.name.clone(),
+                )
+            };
+            order(b).cmp(&order(a))
+        });
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        reporter.prune_started(doomed.len());
+        let mut by_wave: BTreeMap<std::cmp::Reverse<Wave>, Vec<&Live>> = BTreeMap::new();
+        for live in doomed {
+            by_wave
+                .entry(std::cmp::Reverse(wave(&live.id.kind)))
+                .or_default()
+                .push(live);
+        }
+        let dry_run = self.request.mode == Mode::DryRun;
+        let client = self.client;
+        let capture = self.request.capture;
+        for (std::cmp::Reverse(wave), members) in by_wave {
+            let outcomes: Vec<(usize, Result<bool, RequestError>)> =
+                stream::iter(members.iter().enumerate())
+                    .map(
+                        |(index, live)| async move { (index, delete(client, live, dry_run).await) },
+                    )
+                    .buffer_unordered(self.request.concurrency.max(1))
+                    .collect()
+                    .await;
+            let mut outcomes = outcomes;
+            outcomes.sort_by_key(|(index, _)| *index);
+            for (index, outcome) in outcomes {
+                let live = members[index];
+                match outcome {
+                    Ok(true) => {
+                        let result = ObjectResult {
+                            id: live.id.clone(),
+                            wave,
+                            action: Action::Pruned,
+                            template: None,
+                            generation: None,
+                            unchecked: false,
+                            before: if capture { live.value.clone() } else { None },
+                            after: None,
+                        };
+                        reporter.pruned(&result);
+                        report.pruned.push(result);
+                    }
+                    // Replaced by another object of the same name since it was listed.
+                    Ok(false) => report.kept.push(live.id.clone()),
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deletes one member if it is still the object that was listed (same uid). `Ok(false)` when
+/// it was replaced meanwhile; a member already gone counts as deleted.
+async fn delete(client: &Client, live: &Live, dry_run: bool) -> Result<bool, RequestError> {
+    let api = Api::<DynamicObject>::dynamic(
+        client.clone(),
+        &live.resolved.resource,
+        &live.resolved.scope,
+    );
+    let api = match &live.id.namespace {
+        Some(ns) => api.constrain(ns),
+        None => api,
+    };
+    let params = DeleteParams {
+        dry_run,
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: Some(Preconditions {
+            uid: Some(live.uid.clone()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&live.id.name, &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(error) => Err(RequestError::new(
+            Verb::Delete,
+            Target {
+                kind: live.id.kind.clone(),
+                resource: Some(live.resolved.qualified()),
+                namespace: live.id.namespace.clone(),
+                name: Some(live.id.name.clone()),
+                template: None,
+            },
+            &error,
+        )),
+    }
+}
