@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod image;
 pub mod object;
 pub mod ops;
+pub mod plan;
 pub mod policy;
 pub mod project;
 pub mod redact;

@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::object::ObjectRef;
-use crate::render::Wave;
 use crate::ui::{Diagnostic, ExitStatus};
 
 /// What a request did, as people and RBAC name it.
@@ -412,14 +411,14 @@ pub enum Error {
         /// The object that needs it.
         object: ObjectRef,
     },
-    /// Some objects of a wave failed the server's dry run, so none of the wave was applied.
-    #[error(
-        "{count} object{} of the {wave} wave failed the server's dry run; nothing from this wave on was applied",
-        if *count == 1 { "" } else { "s" }
-    )]
+    /// A declared dependency is unknown or circular: nothing was read or written.
+    #[error(transparent)]
+    Plan(Box<crate::plan::PlanError>),
+    /// Some objects failed the server's dry run (or, after passing it, their apply).
+    #[error("{}", rejected_headline(*at, *count))]
     Rejected {
-        /// The wave.
-        wave: WaveName,
+        /// Where: the dry run up front, a deferred dry run, or a step's writes.
+        at: Checkpoint,
         /// How many objects failed.
         count: usize,
         /// The first failure, in apply order.
@@ -448,28 +447,30 @@ pub enum Error {
     },
 }
 
-/// A wave's name for messages (`definitions`, `workloads`, …).
+/// Where objects were refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WaveName(pub Wave);
-
-impl fmt::Display for WaveName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(wave_name(self.0))
-    }
+pub enum Checkpoint {
+    /// The server dry run of the whole bundle, before anything was written.
+    UpFront,
+    /// The dry run of objects that had to wait for step `n` (1-based) to create their
+    /// namespace or kind.
+    After(usize),
+    /// The writes of step `n` (1-based), after the dry run had passed.
+    Step(usize),
 }
 
-/// The kebab-case name of a wave, as in JSON output.
-pub fn wave_name(wave: Wave) -> &'static str {
-    match wave {
-        Wave::Definitions => "definitions",
-        Wave::Namespaces => "namespaces",
-        Wave::Guardrails => "guardrails",
-        Wave::Rbac => "rbac",
-        Wave::Config => "config",
-        Wave::Services => "services",
-        Wave::Workloads => "workloads",
-        Wave::Other => "other",
-        Wave::Policies => "policies",
+fn rejected_headline(at: Checkpoint, count: usize) -> String {
+    let objects = format!("{count} object{}", if count == 1 { "" } else { "s" });
+    match at {
+        Checkpoint::UpFront => {
+            format!("{objects} failed the server's dry run; nothing was applied")
+        }
+        Checkpoint::After(n) => format!(
+            "{objects} failed the server's dry run once step {n} had created their namespace or kind; nothing after step {n} was applied"
+        ),
+        Checkpoint::Step(n) => {
+            format!("the server refused {objects} of step {n}; nothing after step {n} was applied")
+        }
     }
 }
 
@@ -479,6 +480,7 @@ impl Diagnostic for Error {
             Error::Request(e) => e.exit_status(),
             Error::Discovery { source } => source.exit_status(),
             Error::UnknownKind { .. } | Error::ForeignParent { .. } => ExitStatus::BadInput,
+            Error::Plan(e) => e.exit_status(),
             Error::Rejected { first, .. } => first.exit_status(),
             Error::NotEstablished { .. } => ExitStatus::Failure,
         }
@@ -494,6 +496,7 @@ impl Diagnostic for Error {
                 "check the apiVersion and kind, or add the kind's CustomResourceDefinition to the bundle"
                     .to_string(),
             ],
+            Error::Plan(e) => e.hints(),
             Error::Rejected { first, others, .. } => {
                 let mut hints = first.hints();
                 for other in others {

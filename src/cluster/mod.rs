@@ -5,9 +5,9 @@
 //!   including kinds whose CustomResourceDefinition is in the same bundle.
 //! - [`applyset`]: ownership: the labels every applied object carries (kubectl's ApplySet
 //!   conventions) and the parent Secret that records what was applied last.
-//! - [`apply`]: the engine: server-side apply in dependency waves, concurrent within a wave,
-//!   each wave checked with a server-side dry run first; then pruning of owned objects that
-//!   left the bundle.
+//! - [`apply`]: the engine: one server-side dry run of the whole bundle, then server-side
+//!   apply along the dependency plan ([`crate::plan`]), concurrent within a step; then
+//!   pruning of owned objects that left the bundle.
 //! - [`diff`]: what an apply would change, as unified diffs with server-managed fields
 //!   stripped and Secret values redacted.
 //! - [`status`]: what Ferry manages in an environment, workload readiness and drift.
@@ -28,7 +28,8 @@ pub mod reporter;
 pub mod status;
 
 pub use apply::{
-    Action, ApplyFailure, ApplyReport, ApplyRequest, Mode, ObjectResult, PreparedApply, prepare,
+    Action, ApplyFailure, ApplyReport, ApplyRequest, Mode, ObjectResult, PreparedApply, Stage,
+    prepare,
 };
 pub use applyset::Ownership;
 pub use connect::{Cluster, ConnectError, ConnectOptions, connect};

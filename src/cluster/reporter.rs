@@ -3,22 +3,27 @@
 //! and JSON lines; [`NoopReporter`] ignores everything.
 
 use super::apply::ObjectResult;
-use crate::render::Wave;
+use crate::object::ObjectRef;
 
 /// Receives the engine's progress. Called from the engine's task, possibly many times per
 /// millisecond: implementations must be quick and never block on I/O for long.
 pub trait ApplyReporter: Send + Sync {
-    /// A wave starts with `total` objects.
-    fn wave_started(&self, wave: Wave, total: usize) {
-        let _ = (wave, total);
+    /// The server checks `total` objects with a dry run before they are applied.
+    fn checking(&self, total: usize) {
+        let _ = total;
     }
 
-    /// The server checks `total` objects of the wave with a dry run before any is applied.
-    fn checking(&self, wave: Wave, total: usize) {
-        let _ = (wave, total);
+    /// The server's dry run of one object answered (passed or failed).
+    fn checked(&self, id: &ObjectRef) {
+        let _ = id;
     }
 
-    /// One object of the current wave is done (applied, found unchanged, or dry-run checked).
+    /// Step `number` (1-based) of `of` starts with `total` objects.
+    fn step_started(&self, number: usize, of: usize, total: usize) {
+        let _ = (number, of, total);
+    }
+
+    /// One object is done (applied, found unchanged, or, in a dry run, checked).
     fn object_done(&self, result: &ObjectResult) {
         let _ = result;
     }
@@ -28,9 +33,9 @@ pub trait ApplyReporter: Send + Sync {
         let _ = what;
     }
 
-    /// A wave is finished.
-    fn wave_finished(&self, wave: Wave) {
-        let _ = wave;
+    /// Step `number` is finished.
+    fn step_finished(&self, number: usize) {
+        let _ = number;
     }
 
     /// Pruning starts with `total` objects to delete.

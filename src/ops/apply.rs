@@ -1,5 +1,6 @@
 //! `ferry apply`: render an environment, lint it, and apply it to its cluster with the
-//! engine of [`crate::cluster::apply`] (server-side apply in waves, then prune).
+//! engine of [`crate::cluster::apply`] (one server dry run, server-side apply along the
+//! dependency plan, then prune).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +15,6 @@ use crate::cluster::{
 };
 use crate::object::ObjectRef;
 use crate::policy::{self, Finding, LintContext};
-use crate::render::Wave;
 use crate::ui::{Diagnostic, ExitStatus};
 
 /// The annotation on the ApplySet parent recording the templates digest of the last apply.
@@ -123,14 +123,14 @@ pub enum Error {
     #[error(transparent)]
     Connect(#[from] ConnectError),
     /// The engine stopped.
-    #[error("{}", apply_headline(environment, *dry_run, *changes, *wave))]
+    #[error("{}", apply_headline(environment, *dry_run, *changes, *stage))]
     Apply {
         /// The environment.
         environment: String,
         /// True for `--dry-run`.
         dry_run: bool,
-        /// The wave that failed, if any.
-        wave: Option<Wave>,
+        /// Where it stopped, if it got past reading the cluster.
+        stage: Option<cluster::Stage>,
         /// Objects changed before the failure.
         changes: usize,
         /// What was done before the failure.
@@ -141,9 +141,14 @@ pub enum Error {
     },
 }
 
-fn apply_headline(environment: &str, dry_run: bool, changes: usize, wave: Option<Wave>) -> String {
-    let stage = match wave {
-        Some(wave) => format!(" in the {} wave", cluster::error::wave_name(wave)),
+fn apply_headline(
+    environment: &str,
+    dry_run: bool,
+    changes: usize,
+    stage: Option<cluster::Stage>,
+) -> String {
+    let stage = match stage {
+        Some(stage) => format!(" {stage}"),
         None => String::new(),
     };
     if dry_run {
@@ -268,7 +273,7 @@ pub async fn apply(
             Err(Error::Apply {
                 environment: env.name.clone(),
                 dry_run: opts.dry_run,
-                wave: failure.wave,
+                stage: failure.stage,
                 changes,
                 done,
                 source: Box::new(failure.error),

@@ -14,12 +14,11 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::{OutputFormat, Printer};
-use crate::cluster::error::wave_name;
 use crate::cluster::{ApplyReporter, NoopReporter, ObjectResult};
+use crate::object::ObjectRef;
 use crate::release::{
     CheckResult, NoopRolloutReporter, Progress, RolloutReporter, ServiceAvailability, Workload,
 };
-use crate::render::Wave;
 
 /// True when progress bars may be drawn: stderr is a terminal, `--no-progress` is not given
 /// and logs are not verbose.
@@ -39,12 +38,22 @@ pub fn apply_reporter<'a>(printer: &'a Printer, bars: bool) -> Box<dyn ApplyRepo
     }
 }
 
-/// One bar per wave, with counts, and one for pruning.
+/// One bar for the server dry run, one per plan step, with counts, and one for pruning.
 #[derive(Debug)]
 pub struct ApplyBars {
     multi: MultiProgress,
     bars: Mutex<BTreeMap<String, ProgressBar>>,
+    /// The bar of the step being applied (where waits are shown).
+    current: Mutex<Option<String>>,
 }
+
+/// The bar of plan step `number`.
+fn step_bar(number: usize) -> String {
+    format!("step {number}")
+}
+
+/// The bar of the server dry run.
+const DRY_RUN_BAR: &str = "dry run";
 
 impl ApplyBars {
     /// Bars on stderr.
@@ -57,6 +66,7 @@ impl ApplyBars {
         ApplyBars {
             multi,
             bars: Mutex::new(BTreeMap::new()),
+            current: Mutex::new(None),
         }
     }
 
@@ -91,31 +101,46 @@ impl Default for ApplyBars {
 }
 
 impl ApplyReporter for ApplyBars {
-    fn wave_started(&self, wave: Wave, total: usize) {
-        self.start(wave_name(wave), total);
+    fn checking(&self, total: usize) {
+        self.start(DRY_RUN_BAR, total);
     }
 
-    fn checking(&self, wave: Wave, total: usize) {
-        self.with_bar(wave_name(wave), |bar| {
-            bar.set_message(format!("server dry run of {total}"));
+    fn checked(&self, _id: &ObjectRef) {
+        self.with_bar(DRY_RUN_BAR, |bar| {
+            bar.inc(1);
+            if bar.position() >= bar.length().unwrap_or(0) {
+                bar.finish();
+            }
         });
+    }
+
+    fn step_started(&self, number: usize, of: usize, total: usize) {
+        let name = step_bar(number);
+        self.start(&name, total);
+        self.with_bar(&name, |bar| bar.set_prefix(format!("step {number}/{of}")));
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some(name);
+        }
     }
 
     fn object_done(&self, result: &ObjectResult) {
-        self.with_bar(wave_name(result.wave), |bar| {
-            bar.set_message("");
-            bar.inc(1);
-        });
+        if let Some(step) = result.step {
+            self.with_bar(&step_bar(step), |bar| {
+                bar.set_message("");
+                bar.inc(1);
+            });
+        }
     }
 
     fn waiting(&self, what: &str) {
-        self.with_bar(wave_name(Wave::Definitions), |bar| {
-            bar.set_message(format!("waiting for {what}"));
-        });
+        let current = self.current.lock().ok().and_then(|c| c.clone());
+        if let Some(name) = current {
+            self.with_bar(&name, |bar| bar.set_message(format!("waiting for {what}")));
+        }
     }
 
-    fn wave_finished(&self, wave: Wave) {
-        self.with_bar(wave_name(wave), |bar| {
+    fn step_finished(&self, number: usize) {
+        self.with_bar(&step_bar(number), |bar| {
             bar.set_message("");
             bar.finish();
         });

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, LimitRange, Namespace, ResourceQuota, Service, ServiceAccount,
+    ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -689,7 +688,7 @@ async fn diff_exits_0_without_changes_and_1_with_them() {
 }
 
 #[tokio::test]
-async fn an_invalid_object_stops_its_wave_and_every_later_one() {
+async fn an_invalid_object_in_the_last_step_means_nothing_is_written() {
     let ns = TestNamespace::new("invalid").await;
     let templates = [
         (
@@ -698,80 +697,74 @@ async fn an_invalid_object_stops_its_wave_and_every_later_one() {
         ),
         (
             "services.yaml.hbs",
-            "apiVersion: v1\nkind: Service\nmetadata:\n  name: good\nspec:\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: bad\nspec:\n  ports: [{port: 99999}]\n",
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: good\nspec:\n  ports: [{port: 80}]\n",
         ),
         (
+            "policy.yaml.hbs",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: default-deny}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n",
+        ),
+        // The workloads come last in the plan; this one is invalid (negative replicas).
+        (
             "deployment.yaml.hbs",
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: registry.invalid/web:1}]\n",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: -3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: registry.invalid/web:1}]\n",
         ),
     ];
     let project = Project::custom("broken", ns.name(), &templates);
     let run = ferry(project.path(), &["apply", "t", "--no-lint"]).await;
-    run.assert_code(3, "apply with an invalid Service after a valid ConfigMap");
+    run.assert_code(2, "apply with an invalid Deployment in the last step");
     assert!(
-        run.stderr.contains("stopped in the services wave"),
+        run.stderr
+            .contains("failed the server's dry run; nothing was applied"),
         "{}",
         run.stderr
     );
     assert!(
         run.stderr.contains(&format!(
-            "failed to dry-run Service {}/bad (from templates/services.yaml.hbs)",
+            "failed to dry-run Deployment {}/web (from templates/deployment.yaml.hbs)",
             ns.name()
         )),
         "{}",
         run.stderr
     );
     assert!(
-        run.stderr.contains("99999"),
+        run.stderr.contains("replicas"),
         "the server's reason is shown: {}",
         run.stderr
     );
-    assert!(run.stderr.contains("Created ConfigMap"), "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
     assert!(
         ns.api::<ConfigMap>()
             .get_opt("settings")
             .await
             .expect("get")
-            .is_some(),
-        "the earlier wave was applied"
+            .is_none(),
+        "nothing of the first step"
     );
     assert!(
         ns.api::<Service>()
-            .get_opt("good")
-            .await
-            .expect("get")
-            .is_none(),
-        "nothing of the failing wave"
-    );
-    assert!(
-        ns.api::<Deployment>()
-            .get_opt("web")
-            .await
-            .expect("get")
-            .is_none(),
-        "nothing after the failing wave"
-    );
-    assert!(
-        ns.api::<PodDisruptionBudget>()
             .list(&ListParams::default())
             .await
             .expect("list")
             .items
-            .is_empty()
+            .is_empty(),
+        "no Service"
     );
-
-    // The same with nothing applied before: exit 2, nothing changed.
-    let fresh = TestNamespace::new("invalid-first").await;
-    let first_only = Project::custom("broken", fresh.name(), &templates[1..]);
-    let run = ferry(first_only.path(), &["apply", "t", "--no-lint"]).await;
-    run.assert_code(2, "apply whose first wave is invalid");
-    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
     assert!(
-        fresh
-            .api::<Service>()
-            .get_opt("good")
+        ns.api::<NetworkPolicy>()
+            .list(&ListParams::default())
             .await
-            .expect("get")
-            .is_none()
+            .expect("list")
+            .items
+            .is_empty(),
+        "no NetworkPolicy"
+    );
+    assert!(
+        ns.api::<Secret>()
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty(),
+        "not even the ApplySet parent"
     );
 }

@@ -26,6 +26,7 @@ mod backup;
 mod cluster;
 mod edges;
 mod image;
+mod plan;
 mod registry;
 mod release;
 mod release_cmd;

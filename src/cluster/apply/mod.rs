@@ -1,26 +1,29 @@
-//! The apply engine: server-side apply of a bundle in dependency waves, then pruning.
+//! The apply engine: server-side apply of a bundle along its dependency plan, then pruning.
 //!
 //! One run:
 //!
 //! 1. Resolve every object's kind with discovery (and the bundle's own CRDs); label it with
-//!    the [`Ownership`] labels.
-//! 2. Read the ApplySet parent, list the live members of every recorded or bundled kind
-//!    (metadata only; full objects for a dry run), and record any new kinds in the parent
-//!    before creating objects of them (so a crash never leaves members the next run cannot
-//!    find).
-//! 3. Wave by wave ([`Wave`]: definitions, namespaces, guard rails, RBAC, config, services,
-//!    workloads, other kinds, policies): skip objects unchanged since the last apply (same
-//!    applied digest, same uid, the field manager's fields untouched), **dry-run the rest on
-//!    the server, and apply them only when every one passed**, so a wave with an invalid object
-//!    applies nothing, and no later wave starts. Requests within a wave run concurrently, at
-//!    most `concurrency` at a time. After the definitions wave, wait for each CRD to be
-//!    Established.
-//! 4. Prune, in reverse wave order, the listed members that left the bundle **and** that the
-//!    field manager applied; members labelled by someone else are reported and left alone.
-//! 5. Write the parent's inventory when it changed.
+//!    the [`Ownership`] labels; place it in the [`crate::plan`] (refusing a declared
+//!    dependency that is unknown or circular before anything is read or written).
+//! 2. Read the ApplySet parent, list the live members of every recorded or bundled kind, and
+//!    skip objects unchanged since the last apply (same applied digest, same uid, the field
+//!    manager's fields untouched).
+//! 3. **One server-side dry run of everything to send, in parallel, before anything is
+//!    written**: one invalid object anywhere and nothing is applied. Objects the server cannot
+//!    check yet, because their namespace or kind is created by the bundle itself, are checked
+//!    as soon as the step that creates it is applied, before the next step starts.
+//! 4. Step by step ([`crate::plan::Step`]): apply every object of the step concurrently, at most
+//!    `concurrency` requests in flight and at most [`SERVICE_WRITE_CONCURRENCY`] Services;
+//!    after a step with CRDs, wait for them to be Established. Before the first object of a
+//!    kind the parent does not list is created, the parent records the kind, so a crash never
+//!    leaves members the next run cannot find.
+//! 5. Prune, workloads first, the listed members that left the bundle **and** that the field
+//!    manager applied; members labelled by someone else are reported and left alone.
+//! 6. Write the parent's inventory when it changed.
 //!
 //! # Guarantees
 //! - Conflicts with other field managers fail the apply unless `force_conflicts` is set.
+//! - NetworkPolicies and PodDisruptionBudgets exist before any workload is written.
 //! - In [`Mode::DryRun`] nothing is written: objects are checked with `dryRun=All`, deletions
 //!   too, and the parent is left as it is.
 
@@ -28,30 +31,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures::channel::oneshot;
-use futures::future::Either;
-use futures::{StreamExt, stream};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, ValidationDirective};
-use kube::runtime::wait::{await_condition, conditions};
+use kube::api::{Api, DynamicObject, PatchParams, ValidationDirective};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::applyset::{
-    self, Inventory, Ownership, Parent, ParentContent, Record, managed_digest, object_digest,
-};
+use super::applyset::{self, Ownership, Parent, Record, object_digest};
 use super::discovery::{Resolved, Resolver};
-use super::error::{ApiCause, Error, RequestError, Target, Verb, WaveName};
+use super::error::{Error, Target};
 use super::reporter::ApplyReporter;
 
+mod dry_run;
+mod inventory;
 mod members;
 mod prune;
+mod write;
 
 use crate::object::{Object, ObjectRef};
-use crate::render::{Wave, wave};
+use crate::plan::{Entry, Plan};
+use members::Live;
 pub(super) use members::{Key, list_members};
-use members::{Live, with_type};
 
 /// Whether the run changes the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,8 +126,10 @@ impl Action {
 pub struct ObjectResult {
     /// Who it is (namespace filled in, or removed for cluster-scoped kinds).
     pub id: ObjectRef,
-    /// Its wave.
-    pub wave: Wave,
+    /// The plan step it was applied in (1-based, as `ferry apply --plan` numbers them); none
+    /// for pruned objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
     /// What happened (in a dry run: what would happen).
     pub action: Action,
     /// The template it came from.
@@ -179,10 +180,40 @@ impl ApplyReport {
 pub struct ApplyFailure {
     /// What was done before the failure.
     pub report: ApplyReport,
-    /// The wave that failed; `None` before the waves (discovery, listing) or while pruning.
-    pub wave: Option<Wave>,
+    /// Where it stopped; `None` before the dry run (discovery, planning, listing).
+    pub stage: Option<Stage>,
     /// Why.
     pub error: Error,
+}
+
+/// Where in a run an apply stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "stage")]
+pub enum Stage {
+    /// The server dry run of the whole bundle, before anything was written.
+    DryRun,
+    /// Step `number` (1-based) of `of`.
+    Step {
+        /// The step, from 1.
+        number: usize,
+        /// How many steps the plan has.
+        of: usize,
+    },
+    /// Pruning, after every step was applied.
+    Prune,
+    /// Writing the ApplySet parent's inventory, after every step and the pruning.
+    Inventory,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stage::DryRun => f.write_str("at the server dry run"),
+            Stage::Step { number, of } => write!(f, "at step {number} of {of}"),
+            Stage::Prune => f.write_str("while pruning"),
+            Stage::Inventory => f.write_str("while recording the inventory"),
+        }
+    }
 }
 
 /// An object of the bundle, resolved and labelled.
@@ -193,7 +224,6 @@ struct Desired {
     resolved: Resolved,
     body: Value,
     digest: String,
-    wave: Wave,
     template: Option<PathBuf>,
     /// False when the kind is only defined by a CRD of this bundle.
     served: bool,
@@ -222,10 +252,19 @@ impl Desired {
         }
     }
 
-    fn result(&self, action: Action) -> ObjectResult {
+    fn is(&self, group: &str, kind: &str) -> bool {
+        self.id.kind == kind && self.resolved.resource.group == group
+    }
+
+    /// True for the objects other objects may be created in or of: Namespaces and CRDs.
+    fn creates_scope(&self) -> bool {
+        self.is("", "Namespace") || self.is("apiextensions.k8s.io", "CustomResourceDefinition")
+    }
+
+    fn result(&self, action: Action, step: usize) -> ObjectResult {
         ObjectResult {
             id: self.id.clone(),
-            wave: self.wave,
+            step: Some(step + 1),
             action,
             template: self.template.clone(),
             generation: None,
@@ -284,14 +323,14 @@ pub async fn prepare<'a>(
                 dry_run: request.mode == Mode::DryRun,
                 ..ApplyReport::default()
             },
-            wave: None,
+            stage: None,
             error,
         }),
     }
 }
 
 impl PreparedApply<'_> {
-    /// Applies the waves, prunes and writes the inventory.
+    /// Checks the bundle, applies the steps, prunes and writes the inventory.
     ///
     /// # Errors
     /// An [`ApplyFailure`] with what was done before the failure.
@@ -304,9 +343,9 @@ impl PreparedApply<'_> {
         reporter.finished();
         match result {
             Ok(()) => Ok(report),
-            Err((wave, error)) => Err(ApplyFailure {
+            Err((stage, error)) => Err(ApplyFailure {
                 report,
-                wave,
+                stage: Some(stage),
                 error,
             }),
         }
@@ -318,6 +357,8 @@ struct Engine<'a> {
     client: &'a Client,
     request: &'a ApplyRequest<'a>,
     desired: Vec<Desired>,
+    /// The steps, by index into `desired`.
+    plan: Plan,
     parent: Parent,
     /// The parent's inventory, by key.
     previous: BTreeMap<Key, Record>,
@@ -335,7 +376,8 @@ impl<'a> Engine<'a> {
         let mut resolver = Resolver::discover(client).await?;
         tracing::debug!(elapsed = ?started.elapsed(), "discovered resource types");
         resolver.learn_definitions(request.objects);
-        let desired = resolve_all(&resolver, request)?;
+        let (desired, entries) = resolve_all(&resolver, request)?;
+        let plan = crate::plan::plan(&entries).map_err(|e| Error::Plan(Box::new(e)))?;
         let parent = applyset::read_parent(client, request.ownership).await?;
         tracing::debug!(
             elapsed = ?started.elapsed(),
@@ -377,6 +419,7 @@ impl<'a> Engine<'a> {
             client,
             request,
             desired,
+            plan,
             previous,
             parent,
             live,
@@ -384,209 +427,6 @@ impl<'a> Engine<'a> {
             bundle_namespaces,
             parent_ready: false,
         })
-    }
-
-    async fn run(
-        &mut self,
-        report: &mut ApplyReport,
-        reporter: &dyn ApplyReporter,
-    ) -> Result<(), (Option<Wave>, Error)> {
-        let mut grouped: BTreeMap<Wave, Vec<Desired>> = BTreeMap::new();
-        for d in &self.desired {
-            grouped.entry(d.wave).or_default().push(d.clone());
-        }
-        let plans: Vec<WavePlan> = grouped
-            .into_iter()
-            .map(|(wave, objects)| {
-                let (to_send, unchanged) = (0..objects.len())
-                    .partition(|i| !self.unchanged_since_last_apply(&objects[*i]));
-                WavePlan {
-                    wave,
-                    objects,
-                    to_send,
-                    unchanged,
-                }
-            })
-            .collect();
-        if self.request.mode == Mode::DryRun {
-            for plan in &plans {
-                reporter.wave_started(plan.wave, plan.objects.len());
-                let outcome = self.dry_run_wave(plan, reporter).await;
-                reporter.wave_finished(plan.wave);
-                match outcome {
-                    Ok(results) => report.objects.extend(results),
-                    Err(error) => return Err((Some(plan.wave), error)),
-                }
-            }
-        } else {
-            self.apply_waves(&plans, report, reporter).await?;
-        }
-        if self.request.prune {
-            self.prune(report, reporter).await.map_err(|e| (None, e))?;
-        }
-        self.write_inventory().await.map_err(|e| (None, e))?;
-        Ok(())
-    }
-
-    /// Applies the waves in order, each after its server dry run passed. The dry runs of
-    /// later waves run ahead, concurrently with the applies of earlier ones, once the waves
-    /// that change what the server accepts (definitions, namespaces, guard rails) are applied.
-    async fn apply_waves(
-        &mut self,
-        plans: &[WavePlan],
-        report: &mut ApplyReport,
-        reporter: &dyn ApplyReporter,
-    ) -> Result<(), (Option<Wave>, Error)> {
-        // The last wave whose objects change what later dry runs see.
-        let gate = plans
-            .iter()
-            .filter(|p| p.wave <= Wave::Guardrails && !p.to_send.is_empty())
-            .map(|p| p.wave)
-            .max();
-        let ahead = |p: &WavePlan| gate.is_none_or(|g| p.wave > g) && p.to_send.len() > 1;
-        let (gate_tx, gate_rx) = oneshot::channel::<()>();
-        let mut checks_tx = Vec::new();
-        let mut checks_rx = Vec::new();
-        for plan in plans {
-            if ahead(plan) {
-                let (tx, rx) = oneshot::channel::<Vec<(usize, RequestError)>>();
-                checks_tx.push(Some(tx));
-                checks_rx.push(Some(rx));
-            } else {
-                checks_tx.push(None);
-                checks_rx.push(None);
-            }
-        }
-        let client = self.client;
-        let params = self.patch_params(true);
-        let concurrency = self.request.concurrency;
-        let checker = async move {
-            if gate.is_some() && gate_rx.await.is_err() {
-                return;
-            }
-            for (plan, tx) in plans.iter().zip(checks_tx) {
-                let Some(tx) = tx else {
-                    continue;
-                };
-                let failures = check(client, plan, &params, concurrency).await;
-                if tx.send(failures).is_err() {
-                    return;
-                }
-            }
-        };
-        let mut gate_tx = Some(gate_tx);
-        let applier = async {
-            for (plan, rx) in plans.iter().zip(checks_rx) {
-                reporter.wave_started(plan.wave, plan.objects.len());
-                let started = std::time::Instant::now();
-                let outcome = self.apply_wave(plan, rx, reporter).await;
-                reporter.wave_finished(plan.wave);
-                match outcome {
-                    Ok(results) => {
-                        tracing::debug!(
-                            wave = super::error::wave_name(plan.wave),
-                            objects = results.len(),
-                            sent = plan.to_send.len(),
-                            elapsed = ?started.elapsed(),
-                            "wave done"
-                        );
-                        report.objects.extend(results);
-                    }
-                    Err((done, error)) => {
-                        report.objects.extend(done);
-                        return Err((Some(plan.wave), error));
-                    }
-                }
-                if Some(plan.wave) == gate
-                    && let Some(tx) = gate_tx.take()
-                {
-                    let _ = tx.send(());
-                }
-            }
-            Ok(())
-        };
-        let applier = std::pin::pin!(applier);
-        let checker = std::pin::pin!(checker);
-        match futures::future::select(applier, checker).await {
-            // The applier is done (or failed): dry runs still running are of no use.
-            Either::Left((outcome, _)) => outcome,
-            Either::Right(((), applier)) => applier.await,
-        }
-    }
-
-    /// Before the first object of a kind the parent does not list is created, add the kind
-    /// (and namespace) to the parent, as `kubectl apply --applyset` does.
-    async fn record_kinds_before_creating(&mut self) -> Result<(), Error> {
-        if self.parent_ready || self.request.mode == Mode::DryRun {
-            return Ok(());
-        }
-        self.parent_ready = true;
-        let mut content = self.content(self.parent.inventory.clone());
-        content
-            .group_kinds
-            .extend(self.parent.group_kinds.iter().cloned());
-        content
-            .namespaces
-            .extend(self.parent.namespaces.iter().cloned());
-        let covered = self.parent.exists
-            && content.group_kinds.is_subset(&self.parent.group_kinds)
-            && content.namespaces.is_subset(&self.parent.namespaces);
-        if covered {
-            return Ok(());
-        }
-        content.annotations = self
-            .parent
-            .annotations
-            .iter()
-            .filter(|(k, _)| self.request.parent_annotations.contains_key(*k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        applyset::write_parent(self.client, self.request.ownership, &content).await?;
-        self.parent.exists = true;
-        self.parent.group_kinds = content.group_kinds;
-        self.parent.namespaces = content.namespaces;
-        Ok(())
-    }
-
-    fn content(&self, inventory: Inventory) -> ParentContent {
-        let own = &self.request.ownership.namespace;
-        ParentContent {
-            group_kinds: self
-                .desired
-                .iter()
-                .map(|d| d.resolved.group_kind())
-                .collect(),
-            namespaces: self
-                .desired
-                .iter()
-                .filter_map(|d| d.id.namespace.clone())
-                .filter(|ns| ns != own)
-                .collect(),
-            inventory,
-            annotations: self.request.parent_annotations.clone(),
-        }
-    }
-
-    /// The final write: the new inventory, and only the bundle's kinds (unless pruning is off,
-    /// in which case members of other kinds may remain).
-    async fn write_inventory(&mut self) -> Result<(), Error> {
-        if self.request.mode == Mode::DryRun {
-            return Ok(());
-        }
-        let objects: Vec<Record> = self.records.values().cloned().collect();
-        let mut content = self.content(Inventory { objects });
-        if !self.request.prune {
-            content
-                .group_kinds
-                .extend(self.parent.group_kinds.iter().cloned());
-            content
-                .namespaces
-                .extend(self.parent.namespaces.iter().cloned());
-        }
-        if content.matches(&self.parent) {
-            return Ok(());
-        }
-        applyset::write_parent(self.client, self.request.ownership, &content).await
     }
 
     /// True when the object is as Ferry last applied it: nothing to send.
@@ -608,6 +448,38 @@ impl<'a> Engine<'a> {
         self.previous.get(key)
     }
 
+    async fn run(
+        &mut self,
+        report: &mut ApplyReport,
+        reporter: &dyn ApplyReporter,
+    ) -> Result<(), (Stage, Error)> {
+        let (to_send, unchanged): (Vec<usize>, Vec<usize>) = (0..self.desired.len())
+            .partition(|&i| !self.unchanged_since_last_apply(&self.desired[i]));
+        let checked = self
+            .check_up_front(&to_send, reporter)
+            .await
+            .map_err(|e| (Stage::DryRun, e))?;
+        if self.request.mode == Mode::DryRun {
+            let results = self
+                .dry_run_results(&unchanged, checked, reporter)
+                .await
+                .map_err(|e| (Stage::DryRun, e))?;
+            report.objects.extend(results);
+        } else {
+            self.apply_steps(&to_send, &checked.deferred, report, reporter)
+                .await?;
+        }
+        if self.request.prune {
+            self.prune(report, reporter)
+                .await
+                .map_err(|e| (Stage::Prune, e))?;
+        }
+        self.write_inventory()
+            .await
+            .map_err(|e| (Stage::Inventory, e))?;
+        Ok(())
+    }
+
     fn patch_params(&self, dry_run: bool) -> PatchParams {
         PatchParams {
             dry_run,
@@ -616,431 +488,18 @@ impl<'a> Engine<'a> {
             field_validation: Some(ValidationDirective::Strict),
         }
     }
-
-    /// Applies one wave whose dry run is `checked` (or checks it here when `None`). On
-    /// failure, returns what was done in the wave before it.
-    async fn apply_wave(
-        &mut self,
-        plan: &WavePlan,
-        checked: Option<oneshot::Receiver<Vec<(usize, RequestError)>>>,
-        reporter: &dyn ApplyReporter,
-    ) -> Result<Vec<ObjectResult>, (Vec<ObjectResult>, Error)> {
-        let wave = plan.wave;
-        let objects = &plan.objects;
-        let mut results: Vec<Option<ObjectResult>> = vec![None; objects.len()];
-        for &index in &plan.unchanged {
-            let d = &objects[index];
-            if let Some(record) = self.previous_record(&d.key).cloned() {
-                self.records.insert(d.key.clone(), record);
-            }
-            let result = d.result(Action::Unchanged);
-            reporter.object_done(&result);
-            results[index] = Some(result);
-        }
-        let done = |results: Vec<Option<ObjectResult>>| results.into_iter().flatten().collect();
-        // A lone object needs no separate check: its apply fails or succeeds whole.
-        if plan.to_send.len() > 1 {
-            reporter.checking(wave, plan.to_send.len());
-            let started = std::time::Instant::now();
-            let ahead = match checked {
-                Some(rx) => rx.await.ok(),
-                None => None,
-            };
-            let failures = match ahead {
-                Some(failures) => failures,
-                None => {
-                    let params = self.patch_params(true);
-                    check(self.client, plan, &params, self.request.concurrency).await
-                }
-            };
-            tracing::debug!(
-                wave = super::error::wave_name(wave),
-                objects = plan.to_send.len(),
-                waited = ?started.elapsed(),
-                "dry run of the wave done"
-            );
-            if !failures.is_empty() {
-                return Err((Vec::new(), rejected(wave, failures)));
-            }
-        }
-        if wave > Wave::Namespaces
-            && !plan.to_send.is_empty()
-            && let Err(error) = self.record_kinds_before_creating().await
-        {
-            return Err((Vec::new(), error));
-        }
-        let mut applied = Vec::new();
-        let mut failures = Vec::new();
-        let params = self.patch_params(false);
-        send(
-            self.client,
-            objects,
-            &plan.to_send,
-            &params,
-            write_concurrency(objects, &plan.to_send, self.request.concurrency),
-            |index, outcome| match outcome {
-                Ok(response) => {
-                    let (result, record) = self.applied(&objects[index], &response);
-                    reporter.object_done(&result);
-                    applied.push((index, result, record));
-                }
-                Err(error) => failures.push((index, error)),
-            },
-        )
-        .await;
-        for (index, result, record) in applied {
-            self.records.insert(objects[index].key.clone(), record);
-            results[index] = Some(result);
-        }
-        if !failures.is_empty() {
-            // Only a race (the object changed between the check and the apply) gets here.
-            let done: Vec<ObjectResult> = done(results);
-            return Err((done, rejected(wave, failures)));
-        }
-        if wave == Wave::Definitions
-            && let Err(error) = self.wait_established(objects, reporter).await
-        {
-            return Err((done(results), error));
-        }
-        Ok(done(results))
-    }
-
-    /// The result of a real apply, and its inventory record.
-    fn applied(&self, d: &Desired, response: &DynamicObject) -> (ObjectResult, Record) {
-        let manager = &self.request.ownership.field_manager;
-        let meta = &response.metadata;
-        let action = match self.live.get(&d.key) {
-            Some(live) if meta.resource_version.as_deref() == Some(&live.resource_version) => {
-                Action::Unchanged
-            }
-            // The resourceVersion also moves when a controller writes the status between the
-            // list and the apply: compare what the apply is about.
-            Some(live) => match (&live.value, serde_json::to_value(response)) {
-                (Some(before), Ok(after)) if super::diff::same(before, &after) => Action::Unchanged,
-                _ => Action::Configured,
-            },
-            None => {
-                let others = meta
-                    .managed_fields
-                    .iter()
-                    .flatten()
-                    .any(|e| e.manager.as_deref() != Some(manager.as_str()));
-                if others {
-                    Action::Adopted
-                } else {
-                    Action::Created
-                }
-            }
-        };
-        let record = Record {
-            api_version: d.id.api_version.clone(),
-            kind: d.id.kind.clone(),
-            namespace: d.id.namespace.clone(),
-            name: d.id.name.clone(),
-            uid: meta.uid.clone().unwrap_or_default(),
-            digest: d.digest.clone(),
-            managed: managed_digest(meta, manager).unwrap_or_default(),
-        };
-        let mut result = d.result(action);
-        result.generation = meta.generation;
-        if self.request.capture {
-            result.before = self.live.get(&d.key).and_then(|l| l.value.clone());
-            result.after = serde_json::to_value(response)
-                .ok()
-                .map(|v| with_type(v, &d.id.api_version, &d.id.kind));
-        }
-        (result, record)
-    }
-
-    async fn dry_run_wave(
-        &mut self,
-        plan: &WavePlan,
-        reporter: &dyn ApplyReporter,
-    ) -> Result<Vec<ObjectResult>, Error> {
-        let wave = plan.wave;
-        let objects = &plan.objects;
-        let to_send = &plan.to_send;
-        let mut results: Vec<Option<ObjectResult>> = vec![None; objects.len()];
-        for &index in &plan.unchanged {
-            let result = objects[index].result(Action::Unchanged);
-            reporter.object_done(&result);
-            results[index] = Some(result);
-        }
-        // Objects whose kind the server does not serve yet cannot be checked.
-        let (checkable, unchecked): (Vec<usize>, Vec<usize>) =
-            to_send.iter().partition(|i| objects[**i].served);
-        for index in unchecked {
-            results[index] = Some(self.unchecked(&objects[index]));
-        }
-        let mut answers = Vec::new();
-        let params = self.patch_params(true);
-        send(
-            self.client,
-            objects,
-            &checkable,
-            &params,
-            self.request.concurrency,
-            |index, outcome| answers.push((index, outcome)),
-        )
-        .await;
-        answers.sort_by_key(|(index, _)| *index);
-        let mut failures = Vec::new();
-        let mut missing_before = Vec::new();
-        for (index, outcome) in answers {
-            let d = &objects[index];
-            match outcome {
-                Ok(response) => {
-                    if !self.live.contains_key(&d.key) {
-                        missing_before.push(index);
-                    }
-                    let after = serde_json::to_value(&response).ok();
-                    let before = self.live.get(&d.key).and_then(|l| l.value.clone());
-                    let mut result = d.result(Action::Unchanged);
-                    result.generation = response.metadata.generation;
-                    result.before = before;
-                    result.after = after;
-                    results[index] = Some(result);
-                }
-                Err(error)
-                    if error
-                        .missing_namespace()
-                        .is_some_and(|ns| self.bundle_namespaces.contains(ns)) =>
-                {
-                    results[index] = Some(self.unchecked(d));
-                }
-                Err(error) => failures.push((index, error)),
-            }
-        }
-        if !failures.is_empty() {
-            return Err(rejected(wave, failures));
-        }
-        // Objects not among the labelled members may still exist (unlabelled): look.
-        let found = self.get_unlabelled(objects, &missing_before).await?;
-        for index in to_send {
-            let Some(result) = results[*index].as_mut() else {
-                continue;
-            };
-            if result.unchecked {
-                reporter.object_done(result);
-                continue;
-            }
-            let labelled = self.live.contains_key(&objects[*index].key);
-            if !labelled {
-                result.before = found.get(index).cloned();
-            }
-            result.action = match (&result.before, labelled) {
-                (None, _) => Action::Created,
-                (Some(_), false) => Action::Adopted,
-                (Some(before), true) => match &result.after {
-                    Some(after) if super::diff::same(before, after) => Action::Unchanged,
-                    _ => Action::Configured,
-                },
-            };
-            reporter.object_done(result);
-        }
-        Ok(results.into_iter().flatten().collect())
-    }
-
-    fn unchecked(&self, d: &Desired) -> ObjectResult {
-        let mut result = d.result(Action::Created);
-        result.unchecked = true;
-        result.after = Some(d.body.clone());
-        result
-    }
-
-    /// Reads objects that exist without the set's label, for dry runs.
-    async fn get_unlabelled(
-        &self,
-        objects: &[Desired],
-        indices: &[usize],
-    ) -> Result<BTreeMap<usize, Value>, Error> {
-        let client = self.client;
-        let answers: Vec<(usize, Result<Option<DynamicObject>, RequestError>)> =
-            stream::iter(indices.iter().copied())
-                .map(|index| {
-                    let d = &objects[index];
-                    async move {
-                        let outcome = d
-                            .api(client)
-                            .get_opt(&d.id.name)
-                            .await
-                            .map_err(|e| RequestError::new(Verb::Get, d.target(), &e));
-                        (index, outcome)
-                    }
-                })
-                .buffer_unordered(self.request.concurrency.max(1))
-                .collect()
-                .await;
-        let mut found = BTreeMap::new();
-        for (index, outcome) in answers {
-            if let Some(object) = outcome?
-                && let Ok(value) = serde_json::to_value(&object)
-            {
-                found.insert(index, value);
-            }
-        }
-        Ok(found)
-    }
-
-    /// Waits for every CRD of the definitions wave to be Established.
-    async fn wait_established(
-        &self,
-        objects: &[Desired],
-        reporter: &dyn ApplyReporter,
-    ) -> Result<(), Error> {
-        let names: Vec<&str> = objects
-            .iter()
-            .filter(|d| {
-                d.id.kind == "CustomResourceDefinition"
-                    && d.resolved.resource.group == "apiextensions.k8s.io"
-            })
-            .map(|d| d.id.name.as_str())
-            .collect();
-        if names.is_empty() {
-            return Ok(());
-        }
-        reporter.waiting(&format!(
-            "{} CustomResourceDefinition{} to be established",
-            names.len(),
-            if names.len() == 1 { "" } else { "s" }
-        ));
-        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        let timeout = self.request.establish_timeout;
-        let waits = names.iter().map(|name| {
-            let api = api.clone();
-            async move {
-                let wait = await_condition(api, name, conditions::is_crd_established());
-                match tokio::time::timeout(timeout, wait).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(error)) => Err(Error::Request(RequestError {
-                        verb: Verb::Watch,
-                        target: Box::new(Target {
-                            kind: "CustomResourceDefinition".to_string(),
-                            resource: Some(
-                                "customresourcedefinitions.apiextensions.k8s.io".to_string(),
-                            ),
-                            namespace: None,
-                            name: Some((*name).to_string()),
-                            template: None,
-                        }),
-                        source: ApiCause::Transport {
-                            message: super::error::chain_text(&error),
-                        },
-                    })),
-                    Err(_) => Err(Error::NotEstablished {
-                        name: (*name).to_string(),
-                        waited: timeout,
-                    }),
-                }
-            }
-        });
-        for outcome in futures::future::join_all(waits).await {
-            outcome?;
-        }
-        Ok(())
-    }
 }
 
-/// The objects of one wave and what to do with them.
-#[derive(Debug)]
-struct WavePlan {
-    wave: Wave,
-    objects: Vec<Desired>,
-    /// Indices of the objects to send.
-    to_send: Vec<usize>,
-    /// Indices of the objects unchanged since the last apply (not sent).
-    unchanged: Vec<usize>,
-}
-
-/// How many writes of a wave to keep in flight: `concurrency`, but at most
-/// [`SERVICE_WRITE_CONCURRENCY`] when the wave writes Services.
-fn write_concurrency(objects: &[Desired], indices: &[usize], concurrency: usize) -> usize {
-    let writes_services = indices.iter().any(|&i| {
-        let d = &objects[i];
-        d.id.kind == "Service" && d.resolved.resource.group.is_empty()
-    });
-    if writes_services {
-        concurrency.min(SERVICE_WRITE_CONCURRENCY)
-    } else {
-        concurrency
-    }
-}
-
-/// Sends the objects at `indices` with server-side apply (`params` says whether as a dry run),
-/// at most `concurrency` at a time, calling `each` as each answer arrives.
-async fn send(
-    client: &Client,
-    objects: &[Desired],
-    indices: &[usize],
-    params: &PatchParams,
-    concurrency: usize,
-    mut each: impl FnMut(usize, Result<DynamicObject, RequestError>),
-) {
-    let verb = if params.dry_run {
-        Verb::DryRun
-    } else {
-        Verb::Apply
-    };
-    let mut answers = stream::iter(indices.iter().copied())
-        .map(|index| {
-            let d = &objects[index];
-            async move {
-                let outcome = d
-                    .api(client)
-                    .patch(&d.id.name, params, &Patch::Apply(&d.body))
-                    .await
-                    .map_err(|e| RequestError::new(verb, d.target(), &e));
-                (index, outcome)
-            }
-        })
-        .buffer_unordered(concurrency.max(1));
-    while let Some((index, outcome)) = answers.next().await {
-        each(index, outcome);
-    }
-}
-
-/// The server's dry run of the objects a wave sends: the failures, by index.
-async fn check(
-    client: &Client,
-    plan: &WavePlan,
-    params: &PatchParams,
-    concurrency: usize,
-) -> Vec<(usize, RequestError)> {
-    let mut failures = Vec::new();
-    send(
-        client,
-        &plan.objects,
-        &plan.to_send,
-        params,
-        concurrency,
-        |index, outcome| {
-            if let Err(error) = outcome {
-                failures.push((index, error));
-            }
-        },
-    )
-    .await;
-    failures
-}
-
-/// The wave's failures as one error, the first in apply order as the cause.
-fn rejected(wave: Wave, mut failures: Vec<(usize, RequestError)>) -> Error {
-    failures.sort_by_key(|(index, _)| *index);
-    let mut failures: Vec<RequestError> = failures.into_iter().map(|(_, e)| e).collect();
-    let first = failures.remove(0);
-    Error::Rejected {
-        wave: WaveName(wave),
-        count: failures.len() + 1,
-        first,
-        others: failures,
-    }
-}
-
-/// Resolves, namespaces and labels every object of the request.
-fn resolve_all(resolver: &Resolver, request: &ApplyRequest<'_>) -> Result<Vec<Desired>, Error> {
+/// Resolves, namespaces and labels every object of the request; with each, its entry for the
+/// dependency plan (same order).
+fn resolve_all(
+    resolver: &Resolver,
+    request: &ApplyRequest<'_>,
+) -> Result<(Vec<Desired>, Vec<Entry>), Error> {
     let mut cache: BTreeMap<(String, String), Option<(Resolved, bool)>> = BTreeMap::new();
     let labels = request.ownership.member_labels();
     let mut desired = Vec::with_capacity(request.objects.len());
+    let mut entries = Vec::with_capacity(request.objects.len());
     for object in request.objects {
         let lookup = cache
             .entry((object.id.api_version.clone(), object.id.kind.clone()))
@@ -1092,9 +551,12 @@ fn resolve_all(resolver: &Resolver, request: &ApplyRequest<'_>) -> Result<Vec<De
             id.namespace.as_deref(),
             &id.name,
         );
+        let mut entry = Entry::of(object, id.namespace.clone());
+        entry.id = id.clone();
+        entry.group = resolved.resource.group.clone();
+        entries.push(entry);
         desired.push(Desired {
             digest: object_digest(&body),
-            wave: wave(&id.kind),
             template: object.origin.as_ref().map(|o| o.template.clone()),
             id,
             key,
@@ -1103,5 +565,5 @@ fn resolve_all(resolver: &Resolver, request: &ApplyRequest<'_>) -> Result<Vec<De
             served,
         });
     }
-    Ok(desired)
+    Ok((desired, entries))
 }

@@ -10,10 +10,11 @@ use kube::api::{Api, DeleteParams, DynamicObject, Preconditions, PropagationPoli
 use super::members::{Key, Live};
 use super::{Action, ApplyReport, ApplyReporter, Engine, Mode, ObjectResult};
 use crate::cluster::error::{Error, RequestError, Target, Verb};
-use crate::render::{Wave, wave};
+use crate::plan::{Category, category};
 
 impl Engine<'_> {
-    /// Deletes owned members that left the bundle, in reverse wave order.
+    /// Deletes owned members that left the bundle, in reverse plan order: what
+    /// depends on others first, so workloads go before their NetworkPolicies and namespaces last.
     pub(super) async fn prune(
         &mut self,
         report: &mut ApplyReport,
@@ -34,7 +35,7 @@ impl Engine<'_> {
         doomed.sort_by(|a, b| {
             let order = |l: &Live| {
                 (
-                    wave(&l.id.kind),
+                    category_of(l),
                     l.id.kind.clone(),
                     l.id.namespace.clone(),
                     l.id.name.clone(),
@@ -46,17 +47,17 @@ impl Engine<'_> {
             return Ok(());
         }
         reporter.prune_started(doomed.len());
-        let mut by_wave: BTreeMap<std::cmp::Reverse<Wave>, Vec<&Live>> = BTreeMap::new();
+        let mut by_category: BTreeMap<std::cmp::Reverse<Category>, Vec<&Live>> = BTreeMap::new();
         for live in doomed {
-            by_wave
-                .entry(std::cmp::Reverse(wave(&live.id.kind)))
+            by_category
+                .entry(std::cmp::Reverse(category_of(live)))
                 .or_default()
                 .push(live);
         }
         let dry_run = self.request.mode == Mode::DryRun;
         let client = self.client;
         let capture = self.request.capture;
-        for (std::cmp::Reverse(wave), members) in by_wave {
+        for members in by_category.into_values() {
             let outcomes: Vec<(usize, Result<bool, RequestError>)> =
                 stream::iter(members.iter().enumerate())
                     .map(
@@ -73,7 +74,7 @@ impl Engine<'_> {
                     Ok(true) => {
                         let result = ObjectResult {
                             id: live.id.clone(),
-                            wave,
+                            step: None,
                             action: Action::Pruned,
                             template: None,
                             generation: None,
@@ -131,4 +132,9 @@ async fn delete(client: &Client, live: &Live, dry_run: bool) -> Result<bool, Req
             &error,
         )),
     }
+}
+
+/// The plan category of a live member's kind.
+fn category_of(live: &Live) -> Category {
+    category(&live.resolved.resource.group, &live.id.kind)
 }
