@@ -49,6 +49,8 @@ pid_of() {
 
 # True when the recorded PID of component $1 is alive and still runs that component's executable
 # (guards against a recycled PID: we only ever signal processes we started).
+# During start-up use `running` instead: the recorded PID is the subshell that is about to
+# exec the component, so for a moment its executable is still bash.
 alive() {
   local pid exe want
   pid=$(pid_of "$1") || return 1
@@ -56,4 +58,12 @@ alive() {
   exe=$(readlink -f "/proc/$pid/exe" 2>/dev/null) || return 1
   want=$(readlink -f "$(component_exe "$1")" 2>/dev/null) || return 1
   [ "$exe" = "$want" ]
+}
+
+# True when the process recorded for component $1 (just started by this script) still runs,
+# whether or not it has exec'd the component yet.
+running() {
+  local pid
+  pid=$(pid_of "$1") || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
