@@ -8,6 +8,7 @@
 //! - [`render`]: the Handlebars registry, its helpers and the ordered object bundle.
 //! - [`object`]: a rendered Kubernetes object and the identity (kind, namespace, name) of one.
 //! - [`redact`]: the secret values seen by this process and the scrubber all output passes through.
+//! - [`plan`]: the dependency plan of a bundle: steps, implicit and declared dependencies.
 //! - [`policy`]: hardening and zero-downtime rules as pure functions over objects.
 //! - [`image`]: reproducible OCI images: layers, config, manifest, layout, SBOMs, I-rules.
 //! - [`registry`]: the OCI distribution client (reqwest): auth, HEAD-skip, mount, push, pull.
@@ -16,7 +17,7 @@
 //! - [`backup`]: encrypted, self-verifying backups: the archive format (pure), the stores.
 //! - [`ui`]: the printer (human and JSON), error rendering, logging.
 //!
-//! Pure modules (`project`, `render`, `redact`, `object`, `policy`, `image`, and `backup`'s
+//! Pure modules (`project`, `render`, `redact`, `object`, `plan`, `policy`, `image`, and `backup`'s
 //! `format`, `keys`, `normalize` and `index`) never touch the network or a cluster.
 
 pub mod backup;

@@ -1,6 +1,6 @@
 //! `ferry apply <env>`: render, lint and apply an environment to its cluster (server-side
-//! apply in waves, then prune). Also home of [`runtime`] and [`interruptible`], which the
-//! other cluster commands share.
+//! apply in waves, then prune), or print its dependency plan with `--plan`. Also home of
+//! [`runtime`] and [`interruptible`], which the other cluster commands share.
 
 use std::future::Future;
 use std::time::Instant;
@@ -33,9 +33,37 @@ pub struct ApplyArgs {
     /// Skip the lint (by default a bundle with lint errors is not applied).
     #[arg(long)]
     no_lint: bool,
-    /// Requests in flight at most.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY)]
-    concurrency: usize,
+    /// Requests in flight at most (default: 32).
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// Print the dependency plan (steps, and when each object can be dry-run); render only,
+    /// no cluster is contacted and nothing changes.
+    #[arg(long)]
+    plan: bool,
+}
+
+impl ApplyArgs {
+    /// Refuses the flags `--plan` would ignore: everything about talking to a cluster.
+    fn refuse_with_plan(&self, global: &GlobalArgs) -> Result<(), Box<dyn Diagnostic>> {
+        const COMMAND: &str = "apply --plan";
+        global.refuse_cluster_flags(COMMAND)?;
+        let flag = [
+            (self.dry_run, "--dry-run"),
+            (self.force_conflicts, "--force-conflicts"),
+            (self.no_prune, "--no-prune"),
+            (self.reapply, "--reapply"),
+            (self.concurrency.is_some(), "--concurrency"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag));
+        match flag {
+            Some(flag) => Err(super::boxed(super::IgnoredFlag {
+                command: COMMAND,
+                flag,
+            })),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The runtime was not built.
@@ -174,8 +202,12 @@ pub(super) fn print_changes(
     }
 }
 
-/// Applies and prints what changed.
+/// Applies and prints what changed (or, with `--plan`, prints the plan).
 pub fn run(args: &ApplyArgs, global: &GlobalArgs, printer: &Printer) -> CommandResult {
+    if args.plan {
+        args.refuse_with_plan(global)?;
+        return run_plan(args, global, printer);
+    }
     let opts = ApplyOptions {
         project: args.env.project_options(global),
         cluster: ClusterOptions {
@@ -187,7 +219,7 @@ pub fn run(args: &ApplyArgs, global: &GlobalArgs, printer: &Printer) -> CommandR
         prune: !args.no_prune,
         reapply: args.reapply,
         lint: !args.no_lint,
-        concurrency: args.concurrency,
+        concurrency: args.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
     };
     let json = printer.format() == OutputFormat::Json;
     let reporter = apply_reporter(printer, bars_allowed(global.no_progress, global.verbose));
@@ -258,4 +290,80 @@ pub fn run(args: &ApplyArgs, global: &GlobalArgs, printer: &Printer) -> CommandR
         ),
     );
     Ok(ExitStatus::Success)
+}
+
+/// `--plan`: renders and prints the steps; findings and errors go to stderr.
+fn run_plan(args: &ApplyArgs, global: &GlobalArgs, printer: &Printer) -> CommandResult {
+    let opts = ops::PlanOptions {
+        project: args.env.project_options(global),
+        lint: !args.no_lint,
+    };
+    let outcome = match ops::plan(&opts) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            if let ops::plan::Error::Lint { findings, .. } = &error {
+                findings::print(printer, findings);
+            }
+            return Err(super::boxed(error));
+        }
+    };
+    findings::print(printer, &outcome.findings);
+    if printer.format() == OutputFormat::Json {
+        printer.json(&outcome);
+    } else {
+        printer.data(&plan_text(&outcome));
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// The plan for people: a header per step, then one object per line.
+fn plan_text(outcome: &ops::PlanOutcome) -> String {
+    let total = outcome.steps.len();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let mut text = String::new();
+    for step in &outcome.steps {
+        text.push_str(&format!(
+            "step {} of {total}: {}",
+            step.step,
+            plural(step.objects.len(), "object")
+        ));
+        if !step.establishes.is_empty() {
+            text.push_str(&format!(
+                ", then wait for {} to be established",
+                plural(step.establishes.len(), "CustomResourceDefinition")
+            ));
+        }
+        text.push('\n');
+        for object in &step.objects {
+            text.push_str(&format!("  {}\n", plan_line(object)));
+        }
+    }
+    if total == 0 {
+        text.push_str("nothing to apply\n");
+    }
+    text
+}
+
+/// `Kind namespace/name`, with when the server can check it when not up front.
+fn plan_line(object: &ops::plan::PlannedObject) -> String {
+    let at = match &object.namespace {
+        Some(ns) => format!("{ns}/{}", object.name),
+        None => object.name.clone(),
+    };
+    let check = match &object.check {
+        ops::plan::PlannedCheck::UpFront => String::new(),
+        ops::plan::PlannedCheck::After {
+            step,
+            namespace,
+            kind,
+        } => {
+            let created = match (kind, namespace) {
+                (Some(kind), _) => format!("kind {kind}"),
+                (None, Some(ns)) => format!("namespace {ns}"),
+                (None, None) => "what it needs".to_string(),
+            };
+            format!(" (server dry run once step {step} has created {created})")
+        }
+    };
+    format!("{} {at}{check}", object.kind)
 }

@@ -7,6 +7,7 @@ pub mod diff;
 pub mod history;
 pub mod image;
 pub mod lint;
+pub mod plan;
 pub mod prepare;
 pub mod provision;
 pub mod release;
@@ -22,6 +23,7 @@ pub use image::{
     build_images, push_images,
 };
 pub use lint::{LintOptions, LintOutcome, lint};
+pub use plan::{PlanOptions, PlanOutcome, plan};
 pub use prepare::{Prepared, ProjectOptions, prepare};
 pub use provision::{ProvisionOptions, ProvisionOutcome, provision};
 pub use release::{ReleaseOptions, ReleaseOutcome, Source as ReleaseSource, release};
