@@ -119,6 +119,9 @@ pub enum Error {
         /// Every finding.
         findings: Vec<Finding>,
     },
+    /// A declared dependency is unknown or circular: nothing was sent.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
     /// The cluster could not be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
@@ -168,6 +171,7 @@ impl Diagnostic for Error {
         match self {
             Error::Prepare(e) => e.exit_status(),
             Error::Lint { .. } => ExitStatus::BadInput,
+            Error::Plan(e) => e.exit_status(),
             Error::Connect(e) => e.exit_status(),
             Error::Apply { changes, .. } if *changes > 0 => ExitStatus::Partial,
             Error::Apply { source, .. } => source.exit_status(),
@@ -180,6 +184,7 @@ impl Diagnostic for Error {
             Error::Lint { .. } => {
                 vec!["fix the findings above, or pass --no-lint to apply anyway".to_string()]
             }
+            Error::Plan(e) => e.hints(),
             Error::Connect(e) => e.hints(),
             Error::Apply {
                 environment,
@@ -229,6 +234,8 @@ pub async fn apply(
             findings,
         });
     }
+    // The plan is checked before any request: a cycle or an unknown dependency reads nothing.
+    crate::plan::plan(&super::plan::entries(&prepared.bundle.objects))?;
     let env = &prepared.env;
     let cluster = opts.cluster.connect(&env.context).await?;
     let ownership = Ownership::application(&env.app, &env.name, &env.namespace);

@@ -255,14 +255,20 @@ async fn a_cycle_or_an_unknown_dependency_is_refused_before_anything_is_written(
     let ns = TestNamespace::new("plan-cycle").await;
     let cycle = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations: {ferry.dev/depends-on: ConfigMap/b}\ndata: {x: y}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  annotations: {ferry.dev/depends-on: ConfigMap/a}\ndata: {x: y}\n";
     let project = Project::custom("cycle", ns.name(), &[("config.yaml.hbs", cycle)]);
-    let run = ferry(project.path(), &["apply", "t"]).await;
-    run.assert_code(2, "apply of a dependency cycle");
-    assert!(run.stderr.contains("cycle"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("ConfigMap/a") && run.stderr.contains("ConfigMap/b"),
-        "the cycle names its objects: {}",
-        run.stderr
-    );
+    for lint in [&[][..], &["--no-lint"][..]] {
+        let mut args = vec!["apply", "t"];
+        args.extend_from_slice(lint);
+        let run = ferry(project.path(), &args).await;
+        run.assert_code(2, "apply of a dependency cycle");
+        assert!(run.stderr.contains("cycle"), "{}", run.stderr);
+        let a = format!("ConfigMap {}/a", ns.name());
+        let b = format!("ConfigMap {}/b", ns.name());
+        assert!(
+            run.stderr.contains(&a) && run.stderr.contains(&b),
+            "the cycle names its objects: {}",
+            run.stderr
+        );
+    }
 
     let unknown = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lonely\n  annotations: {ferry.dev/depends-on: Secret/missing}\ndata: {x: y}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fine\ndata: {x: y}\n";
     let project = Project::custom("unknown", ns.name(), &[("config.yaml.hbs", unknown)]);
