@@ -13,6 +13,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 
 use super::error::{ApiCause, chain_text};
+use super::throttle::{ServerErrorRetry, ThrottleLayer};
 use crate::ui::{Diagnostic, ExitStatus};
 
 /// The environment variable naming the kubeconfig file(s), as for kubectl.
@@ -33,11 +34,12 @@ pub struct ConnectOptions {
 /// A connected cluster: a client and what it was made from.
 #[derive(Clone)]
 pub struct Cluster {
-    /// The client; cheap to clone. Like kube's default client it retries answers 429, 503
-    /// and 504 (with backoff, honouring `Retry-After`).
+    /// The client; cheap to clone. It waits out 429 Too Many Requests and resends
+    /// ([`super::throttle`]), and like kube's default client retries 503 and 504 (with
+    /// backoff, honouring `Retry-After`).
     pub client: Client,
-    /// The same cluster without those retries, for requests whose 503 is the answer (checks
-    /// through the API server's service proxy).
+    /// The same cluster without the 503 and 504 retries, for requests whose 503 is the
+    /// answer (checks through the API server's service proxy); it still waits out 429.
     pub proxy_client: Client,
     /// The kubeconfig context.
     pub context: String,
@@ -251,8 +253,9 @@ const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(15);
 /// A client for `config` that negotiates HTTP/2 with the API server (falling back to
 /// HTTP/1.1), as kubectl does: one TLS connection carries every concurrent request and watch,
 /// where kube's default HTTP/1.1 client opens (and handshakes) one connection per request in
-/// flight. Same TLS verification, credentials and headers as kube's default client, and its
-/// retries of 429, 503 and 504 answers when `retry`.
+/// flight. Same TLS verification, credentials and headers as kube's default client; 429
+/// answers are always waited out and resent ([`ThrottleLayer`]), 503 and 504 retried like
+/// kube's default client does when `retry`.
 ///
 /// # Errors
 /// The kubeconfig's TLS material or credentials are unusable.
@@ -298,9 +301,9 @@ fn http2_client(config: &Config, retry: bool) -> Result<Client, kube::Error> {
             .build::<_, kube::client::Body>(https);
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
-        .option_layer(retry.then(|| {
-            tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
-        }))
+        // 429 is throttle's alone (both clients): kube's server retry keeps 503 and 504.
+        .layer(ThrottleLayer::default())
+        .option_layer(retry.then(|| tower::retry::RetryLayer::new(ServerErrorRetry::new())))
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(|e: hyper_util::client::legacy::Error| {

@@ -13,6 +13,8 @@
 //! - [`status`]: what Ferry manages in an environment, workload readiness and drift.
 //! - [`rbac`]: the exact rules a deployer identity needs for the calls this module makes.
 //! - [`reporter`]: the progress trait the engine reports through ([`ApplyReporter`]).
+//! - [`throttle`]: the client layer that waits out 429 Too Many Requests and resends, so
+//!   throttling (API Priority and Fairness) never fails a request within its budget.
 //!
 //! This module performs I/O against the API server and nothing else: it never prints, never
 //! reads project files and never picks an exit code (its errors say which one they deserve).
@@ -26,6 +28,7 @@ pub mod error;
 pub mod rbac;
 pub mod reporter;
 pub mod status;
+pub mod throttle;
 
 pub use apply::{
     Action, ApplyFailure, ApplyReport, ApplyRequest, Mode, ObjectResult, PreparedApply, Stage,

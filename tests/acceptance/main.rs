@@ -20,6 +20,8 @@
 //!   with a broken template and no secrets, from bare files or flags.
 //! - `s3`: the S3 server stores objects and checks SigV4 signatures.
 //! - `secrets`: no command, error or log line shows a secret value (issue 10).
+//! - `throttle`: throttling never fails an apply: `ferry apply` through a proxy that answers
+//!   429 Too Many Requests with `Retry-After` (as API Priority and Fairness does).
 
 mod apply;
 mod backup;
@@ -34,3 +36,4 @@ mod rollback;
 mod s3;
 mod secrets;
 mod support;
+mod throttle;
