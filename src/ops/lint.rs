@@ -1,5 +1,6 @@
 //! `ferry lint`: the hardening and zero-downtime rules over an environment's bundle, and the
-//! image hardening rules over the images already built.
+//! image hardening rules over the images already built, and whether the bundle's
+//! dependencies can be planned.
 
 use std::path::PathBuf;
 
@@ -85,6 +86,8 @@ pub fn lint(opts: &LintOptions) -> Result<LintOutcome, Error> {
         strict_zero_downtime: opts.strict,
     };
     let mut findings = policy::lint(&prepared.bundle.objects, &ctx);
+    // Dependencies an apply could not follow (cycles, unknown targets, bad annotations).
+    findings.extend(super::plan::lint_plan(&prepared.bundle.objects));
     // The image I-rules, over the layouts `ferry image build` left (unbuilt images are skipped).
     findings.extend(super::image::lint_images(
         &prepared.project.root,

@@ -206,3 +206,49 @@ fn planned_object(entry: &Entry, check: &Check) -> PlannedObject {
         },
     }
 }
+
+/// The plan's verdict as lint findings, for `ferry lint`: nothing when the bundle plans,
+/// else one error naming the object (a bad or unresolvable annotation, a cycle), so CI
+/// catches it before an apply.
+pub fn lint_plan(objects: &[Object]) -> Vec<Finding> {
+    match planner::plan(&entries(objects)) {
+        Ok(_) => Vec::new(),
+        Err(error) => vec![plan_finding(&error)],
+    }
+}
+
+fn plan_finding(error: &PlanError) -> Finding {
+    let (rule, object, message) = match error {
+        PlanError::BadAnnotation {
+            object, problem, ..
+        } => (
+            "PLAN-ANNOTATION",
+            object,
+            format!("malformed {}: {problem}", planner::DEPENDS_ON_ANNOTATION),
+        ),
+        PlanError::UnknownTarget {
+            object,
+            target,
+            looked_for,
+            ..
+        } => (
+            "PLAN-UNKNOWN-TARGET",
+            object,
+            format!("depends on `{target}`, which is not in the bundle (looked for {looked_for})"),
+        ),
+        PlanError::Ambiguous { object, target, .. } => (
+            "PLAN-AMBIGUOUS",
+            object,
+            format!("depends on `{target}`, which matches more than one object"),
+        ),
+        PlanError::Cycle { object, .. } => ("PLAN-CYCLE", object, error.to_string()),
+    };
+    Finding {
+        rule,
+        severity: policy::Severity::Error,
+        object: object.as_ref().clone(),
+        path: format!("metadata.annotations.{}", planner::DEPENDS_ON_ANNOTATION),
+        message,
+        fix: error.hints().join("; "),
+    }
+}

@@ -7,5 +7,6 @@ mod backup;
 mod edges;
 mod ignored;
 mod lint;
+mod plan;
 mod render;
 mod support;
