@@ -13,6 +13,7 @@
 //! - [`status`]: what Ferry manages in an environment, workload readiness and drift.
 //! - [`rbac`]: the exact rules a deployer identity needs for the calls this module makes.
 //! - [`reporter`]: the progress trait the engine reports through ([`ApplyReporter`]).
+//! - `fake` (tests only): an in-process fake API server for the engine's error paths.
 //!
 //! This module performs I/O against the API server and nothing else: it never prints, never
 //! reads project files and never picks an exit code (its errors say which one they deserve).
@@ -23,6 +24,8 @@ pub mod connect;
 pub mod diff;
 pub mod discovery;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod rbac;
 pub mod reporter;
 pub mod status;
