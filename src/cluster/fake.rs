@@ -106,7 +106,7 @@ impl Recorded {
 
     /// True when this is `method` on `resource` (plural), named `name` if given.
     pub(crate) fn is(&self, method: &Method, resource: &str, name: Option<&str>) -> bool {
-        &self.method == method
+        self.method == *method
             && self.resource().as_deref() == Some(resource)
             && (name.is_none() || self.name().as_deref() == name)
     }

@@ -76,7 +76,7 @@ impl Engine<'_> {
         if failures.is_empty() {
             Ok(checked)
         } else {
-            Err(rejected(Checkpoint::UpFront, failures))
+            Err(rejected(Checkpoint::UpFront, &self.plan, failures))
         }
     }
 
@@ -117,7 +117,7 @@ impl Engine<'_> {
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(rejected(Checkpoint::After(step + 1), failures))
+            Err(rejected(Checkpoint::After(step + 1), &self.plan, failures))
         }
     }
 
@@ -348,6 +348,39 @@ mod tests {
         let others: Vec<Option<&str>> = others.iter().map(|e| e.target.name.as_deref()).collect();
         assert_eq!(others, [Some("alpha")]);
         assert!(!fake.requests().iter().any(Recorded::is_write));
+    }
+
+    /// The cause is the refusal the apply would have met first: plan order, not bundle order.
+    #[tokio::test]
+    async fn the_first_refusal_in_plan_order_is_the_cause() {
+        let fake = Fake::new();
+        fake.fail(Rule::patch("deployments", "web").dry_run_only().answer(
+            422,
+            "Invalid",
+            "Deployment \"web\" is invalid",
+        ));
+        fake.fail(
+            Rule::patch("configmaps", "config")
+                .dry_run_only()
+                .after(Duration::from_millis(100))
+                .answer(422, "Invalid", "ConfigMap \"config\" is invalid"),
+        );
+        // The Deployment comes first in the bundle, the ConfigMap in the plan (step 1 of 2).
+        let bundle = vec![
+            object("Deployment", None, "web"),
+            object("ConfigMap", None, "config"),
+        ];
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+
+        let failure = apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap_err();
+        let Error::Rejected { first, others, .. } = &failure.error else {
+            panic!("not rejected: {:?}", failure.error);
+        };
+        assert_eq!(first.target.kind, "ConfigMap");
+        assert_eq!(others[0].target.kind, "Deployment");
     }
 
     #[tokio::test]

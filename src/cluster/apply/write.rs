@@ -17,6 +17,7 @@ use super::{
     Stage,
 };
 use crate::cluster::error::{ApiCause, Checkpoint, Error, RequestError, Target, Verb};
+use crate::plan::Plan;
 
 /// What a failed step had done before it failed, and why it failed.
 type StepFailure = (Vec<ObjectResult>, Error);
@@ -156,7 +157,7 @@ impl Engine<'_> {
         } else {
             // Only a race (the object changed between the check and the apply) or an object
             // sent unchecked (a lone object, or one the dry run could not see) gets here.
-            Err(rejected(Checkpoint::Step(step + 1), failures))
+            Err(rejected(Checkpoint::Step(step + 1), &self.plan, failures))
         }
     }
 
@@ -338,8 +339,17 @@ fn requests<'a>(
 }
 
 /// The failures at `at` as one error, the first in plan order as the cause.
-pub(super) fn rejected(at: Checkpoint, mut failures: Vec<(usize, RequestError)>) -> Error {
-    failures.sort_by_key(|(index, _)| *index);
+pub(super) fn rejected(
+    at: Checkpoint,
+    plan: &Plan,
+    mut failures: Vec<(usize, RequestError)>,
+) -> Error {
+    // By step, then by place in the step: bundle indices follow the bundle, not the plan.
+    failures.sort_by_key(|(index, _)| {
+        let step = plan.step_of(*index);
+        let place = plan.steps[step].objects.iter().position(|i| i == index);
+        (step, place)
+    });
     let mut failures: Vec<RequestError> = failures.into_iter().map(|(_, e)| e).collect();
     let first = failures.remove(0);
     Error::Rejected {
