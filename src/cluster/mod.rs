@@ -15,6 +15,7 @@
 //! - [`reporter`]: the progress trait the engine reports through ([`ApplyReporter`]).
 //! - [`throttle`]: the client layer that waits out 429 Too Many Requests and resends, so
 //!   throttling (API Priority and Fairness) never fails a request within its budget.
+//! - `fake` (tests only): an in-process fake API server for the engine's error paths.
 //!
 //! This module performs I/O against the API server and nothing else: it never prints, never
 //! reads project files and never picks an exit code (its errors say which one they deserve).
@@ -25,6 +26,8 @@ pub mod connect;
 pub mod diff;
 pub mod discovery;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod rbac;
 pub mod reporter;
 pub mod status;

@@ -76,7 +76,7 @@ impl Engine<'_> {
         if failures.is_empty() {
             Ok(checked)
         } else {
-            Err(rejected(Checkpoint::UpFront, failures))
+            Err(rejected(Checkpoint::UpFront, &self.plan, failures))
         }
     }
 
@@ -117,7 +117,7 @@ impl Engine<'_> {
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(rejected(Checkpoint::After(step + 1), failures))
+            Err(rejected(Checkpoint::After(step + 1), &self.plan, failures))
         }
     }
 
@@ -236,4 +236,265 @@ fn unchecked(d: &Desired, step: usize) -> ObjectResult {
     result.unchecked = true;
     result.after = Some(d.body.clone());
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::Method;
+
+    use crate::cluster::apply::apply;
+    use crate::cluster::error::{Checkpoint, Error, Verb};
+    use crate::cluster::fake::{self, Fake, NAMESPACE, Recorded, Rule, object, objects, positions};
+    use crate::cluster::{Mode, NoopReporter, Stage};
+    use crate::object::Object;
+
+    /// A Namespace `extra`, two ConfigMaps in it, one in the set's namespace and a
+    /// Deployment: steps Namespaces, Foundation, Workloads.
+    fn bundle_with_a_namespace() -> Vec<Object> {
+        vec![
+            object("Namespace", None, "extra"),
+            object("ConfigMap", Some("extra"), "a"),
+            object("ConfigMap", Some("extra"), "b"),
+            object("ConfigMap", None, "c"),
+            object("Deployment", None, "web"),
+        ]
+    }
+
+    fn in_extra(r: &Recorded) -> bool {
+        r.is(&Method::PATCH, "configmaps", None) && r.namespace().as_deref() == Some("extra")
+    }
+
+    #[tokio::test]
+    async fn an_invalid_object_fails_the_dry_run_and_nothing_is_written() {
+        let fake = Fake::new();
+        fake.fail(
+            Rule::patch("services", "bad")
+                .dry_run_only()
+                .invalid("Service", "bad"),
+        );
+        let mut bundle = objects("ConfigMap", "config", 5);
+        bundle.push(object("Service", None, "bad"));
+        bundle.push(object("Deployment", None, "web"));
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+
+        let failure = apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.stage, Some(Stage::DryRun));
+        let Error::Rejected {
+            at, count, first, ..
+        } = &failure.error
+        else {
+            panic!("not rejected: {:?}", failure.error);
+        };
+        assert_eq!((*at, *count), (Checkpoint::UpFront, 1));
+        assert_eq!(first.verb, Verb::DryRun);
+        assert_eq!(first.target.name.as_deref(), Some("bad"));
+        assert_eq!(first.source.code(), Some(422));
+        assert!(failure.report.objects.is_empty());
+
+        let requests = fake.requests();
+        let dry_runs = positions(&requests, |r| r.method == Method::PATCH && r.dry_run());
+        assert_eq!(dry_runs.len(), 7, "every object was checked");
+        let writes: Vec<&String> = requests
+            .iter()
+            .filter(|r| r.is_write())
+            .map(|r| &r.path)
+            .collect();
+        assert!(writes.is_empty(), "written: {writes:?}");
+    }
+
+    #[tokio::test]
+    async fn two_invalid_objects_are_counted_and_the_first_in_bundle_order_is_the_cause() {
+        let fake = Fake::new();
+        // The first in bundle order answers last.
+        fake.fail(
+            Rule::patch("configmaps", "zeta")
+                .dry_run_only()
+                .after(Duration::from_millis(100))
+                .answer(422, "Invalid", "ConfigMap \"zeta\" is invalid"),
+        );
+        fake.fail(Rule::patch("configmaps", "alpha").dry_run_only().answer(
+            422,
+            "Invalid",
+            "ConfigMap \"alpha\" is invalid",
+        ));
+        let bundle = vec![
+            object("ConfigMap", None, "ok-0"),
+            object("ConfigMap", None, "zeta"),
+            object("ConfigMap", None, "ok-1"),
+            object("ConfigMap", None, "alpha"),
+        ];
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+
+        let failure = apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap_err();
+        let Error::Rejected {
+            at,
+            count,
+            first,
+            others,
+        } = &failure.error
+        else {
+            panic!("not rejected: {:?}", failure.error);
+        };
+        assert_eq!((*at, *count), (Checkpoint::UpFront, 2));
+        assert_eq!(first.target.name.as_deref(), Some("zeta"));
+        let others: Vec<Option<&str>> = others.iter().map(|e| e.target.name.as_deref()).collect();
+        assert_eq!(others, [Some("alpha")]);
+        assert!(!fake.requests().iter().any(Recorded::is_write));
+    }
+
+    /// The cause is the refusal the apply would have met first: plan order, not bundle order.
+    #[tokio::test]
+    async fn the_first_refusal_in_plan_order_is_the_cause() {
+        let fake = Fake::new();
+        fake.fail(Rule::patch("deployments", "web").dry_run_only().answer(
+            422,
+            "Invalid",
+            "Deployment \"web\" is invalid",
+        ));
+        fake.fail(
+            Rule::patch("configmaps", "config")
+                .dry_run_only()
+                .after(Duration::from_millis(100))
+                .answer(422, "Invalid", "ConfigMap \"config\" is invalid"),
+        );
+        // The Deployment comes first in the bundle, the ConfigMap in the plan (step 1 of 2).
+        let bundle = vec![
+            object("Deployment", None, "web"),
+            object("ConfigMap", None, "config"),
+        ];
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+
+        let failure = apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap_err();
+        let Error::Rejected { first, others, .. } = &failure.error else {
+            panic!("not rejected: {:?}", failure.error);
+        };
+        assert_eq!(first.target.kind, "ConfigMap");
+        assert_eq!(others[0].target.kind, "Deployment");
+    }
+
+    #[tokio::test]
+    async fn objects_in_a_namespace_the_bundle_creates_are_checked_after_its_step() {
+        let fake = Fake::new();
+        let bundle = bundle_with_a_namespace();
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+
+        let report = apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap();
+        assert_eq!(report.objects.len(), 5);
+
+        let requests = fake.requests();
+        let namespace_written = positions(&requests, |r| {
+            r.is_write() && r.is(&Method::PATCH, "namespaces", Some("extra"))
+        });
+        let checks = positions(&requests, |r| in_extra(r) && r.dry_run());
+        let writes = positions(&requests, |r| in_extra(r) && r.is_write());
+        assert_eq!(namespace_written.len(), 1);
+        // Up front (answered 404: no namespace yet), then again once it exists.
+        assert_eq!(checks.len(), 4, "{checks:?}");
+        let (up_front, deferred) = checks.split_at(2);
+        assert!(up_front.iter().all(|&i| i < namespace_written[0]));
+        assert!(deferred.iter().all(|&i| i > namespace_written[0]));
+        assert_eq!(writes.len(), 2);
+        assert!(deferred.iter().all(|&i| writes.iter().all(|&w| i < w)));
+    }
+
+    #[tokio::test]
+    async fn a_deferred_check_that_fails_stops_before_the_next_step() {
+        let fake = Fake::new();
+        // Its first dry run answers 404 (no namespace yet); the second, after step 1, 422.
+        fake.fail(
+            Rule::patch("configmaps", "b")
+                .in_namespace("extra")
+                .dry_run_only()
+                .nth(2)
+                .answer(422, "Invalid", "ConfigMap \"b\" is invalid"),
+        );
+        let bundle = bundle_with_a_namespace();
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+
+        let failure = apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.stage, Some(Stage::Step { number: 1, of: 3 }));
+        let Error::Rejected {
+            at, count, first, ..
+        } = &failure.error
+        else {
+            panic!("not rejected: {:?}", failure.error);
+        };
+        assert_eq!((*at, *count), (Checkpoint::After(1), 1));
+        assert_eq!(first.target.name.as_deref(), Some("b"));
+        let applied: Vec<String> = failure
+            .report
+            .objects
+            .iter()
+            .map(|o| o.id.to_string())
+            .collect();
+        assert_eq!(applied, ["Namespace extra"]);
+        let written: Vec<String> = fake
+            .requests()
+            .iter()
+            .filter(|r| r.is_write())
+            .filter_map(Recorded::resource)
+            .collect();
+        assert_eq!(written, ["namespaces"], "nothing after step 1 was written");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_writes_nothing_and_marks_deferred_objects_unchecked() {
+        let fake = Fake::new();
+        let bundle = bundle_with_a_namespace();
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::DryRun);
+
+        let report = apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap();
+        assert!(report.dry_run);
+        let requests = fake.requests();
+        let writes: Vec<&String> = requests
+            .iter()
+            .filter(|r| r.is_write())
+            .map(|r| &r.path)
+            .collect();
+        assert!(writes.is_empty(), "written: {writes:?}");
+        assert_eq!(
+            positions(&requests, |r| r.method == Method::PATCH && r.dry_run()).len(),
+            5,
+            "every object was dry-run"
+        );
+        assert!(
+            fake.get("secrets", Some(NAMESPACE), "ferry-demo").is_none(),
+            "no parent"
+        );
+        let unchecked: Vec<(String, bool)> = report
+            .objects
+            .iter()
+            .map(|o| (o.id.to_string(), o.unchecked))
+            .collect();
+        assert_eq!(
+            unchecked,
+            [
+                ("Namespace extra".to_string(), false),
+                ("ConfigMap extra/a".to_string(), true),
+                ("ConfigMap extra/b".to_string(), true),
+                ("ConfigMap demo/c".to_string(), false),
+                ("Deployment demo/web".to_string(), false),
+            ]
+        );
+    }
 }

@@ -81,3 +81,119 @@ impl Engine<'_> {
         applyset::write_parent(self.client, self.request.ownership, &content).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use http::Method;
+
+    use crate::cluster::apply::apply;
+    use crate::cluster::applyset::{GROUP_KINDS_ANNOTATION, Inventory};
+    use crate::cluster::fake::{self, Fake, NAMESPACE, object, objects, positions};
+    use crate::cluster::{Action, Mode, NoopReporter};
+
+    /// The inventory stored in the fake's parent Secret.
+    fn stored_inventory(fake: &Fake) -> Inventory {
+        let parent = fake
+            .get("secrets", Some(NAMESPACE), "ferry-demo")
+            .expect("the parent exists");
+        let data = parent["data"]["inventory"].as_str().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_parent_records_the_kinds_before_the_first_config_map_is_created() {
+        let fake = Fake::new();
+        let mut bundle = objects("ConfigMap", "config", 3);
+        bundle.push(object("Deployment", None, "web"));
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+        apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap();
+
+        let requests = fake.requests();
+        let parent_writes = positions(&requests, |r| {
+            r.is_write() && r.is(&Method::PATCH, "secrets", Some("ferry-demo"))
+        });
+        let config_writes = positions(&requests, |r| {
+            r.is_write() && r.is(&Method::PATCH, "configmaps", None)
+        });
+        assert_eq!(config_writes.len(), 3);
+        let first_parent = *parent_writes.first().expect("the parent was written");
+        assert!(
+            first_parent < config_writes[0],
+            "parent written at {parent_writes:?}, config maps at {config_writes:?}"
+        );
+        let recorded = requests[first_parent].body.as_ref().unwrap();
+        let kinds = recorded["metadata"]["annotations"][GROUP_KINDS_ANNOTATION]
+            .as_str()
+            .unwrap();
+        assert_eq!(kinds, "ConfigMap,Deployment.apps");
+    }
+
+    #[tokio::test]
+    async fn the_final_inventory_lists_every_object_with_its_uid() {
+        let fake = Fake::new();
+        let mut bundle = objects("ConfigMap", "config", 2);
+        bundle.push(object("Service", None, "web"));
+        bundle.push(object("Deployment", None, "web"));
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+        apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap();
+
+        let inventory = stored_inventory(&fake);
+        let listed: Vec<(String, String, String)> = inventory
+            .objects
+            .iter()
+            .map(|r| (r.kind.clone(), r.name.clone(), r.uid.clone()))
+            .collect();
+        let mut expected: Vec<(String, String, String)> = [
+            ("ConfigMap", "configmaps", "config-0"),
+            ("ConfigMap", "configmaps", "config-1"),
+            ("Deployment", "deployments", "web"),
+            ("Service", "services", "web"),
+        ]
+        .iter()
+        .map(|(kind, resource, name)| {
+            let live = fake.get(resource, Some(NAMESPACE), name).unwrap();
+            let uid = live["metadata"]["uid"].as_str().unwrap().to_string();
+            (kind.to_string(), name.to_string(), uid)
+        })
+        .collect();
+        expected.sort();
+        let mut listed_sorted = listed.clone();
+        listed_sorted.sort();
+        assert_eq!(listed_sorted, expected);
+        assert!(inventory.objects.iter().all(|r| !r.digest.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_reapply_writes_nothing() {
+        let fake = Fake::new();
+        let mut bundle = objects("ConfigMap", "config", 3);
+        bundle.push(object("Deployment", None, "web"));
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+        let client = fake.client();
+        apply(&client, &request, &NoopReporter).await.unwrap();
+        fake.clear_requests();
+
+        let report = apply(&client, &request, &NoopReporter).await.unwrap();
+        let requests = fake.requests();
+        let sent: Vec<String> = requests
+            .iter()
+            .filter(|r| r.method != Method::GET)
+            .map(|r| format!("{} {} {:?}", r.method, r.path, r.query))
+            .collect();
+        assert!(sent.is_empty(), "sent {sent:#?}");
+        assert_eq!(report.changes(), 0);
+        assert_eq!(report.objects.len(), 4);
+        assert!(report.objects.iter().all(|o| o.action == Action::Unchanged));
+    }
+}

@@ -212,3 +212,95 @@ fn live_member(
         value,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+
+    use crate::cluster::apply::apply;
+    use crate::cluster::error::{Error, Verb};
+    use crate::cluster::fake::{self, Fake, NAMESPACE, Recorded, Rule, object, objects};
+    use crate::cluster::{Mode, NoopReporter};
+
+    /// The LISTs of ConfigMaps in the set's namespace.
+    fn config_map_lists(fake: &Fake) -> Vec<Recorded> {
+        fake.requests()
+            .into_iter()
+            .filter(|r| r.is(&Method::GET, "configmaps", None) && r.name().is_none())
+            .filter(|r| r.namespace().as_deref() == Some(NAMESPACE))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn members_on_every_page_are_listed() {
+        let fake = Fake::new();
+        fake.set_page_size(2);
+        let ownership = fake::ownership();
+        let client = fake.client();
+        let first = objects("ConfigMap", "config", 5);
+        apply(
+            &client,
+            &fake::request(&first, &ownership, Mode::Apply),
+            &NoopReporter,
+        )
+        .await
+        .unwrap();
+        fake.clear_requests();
+
+        // Every listed ConfigMap left the bundle: all are pruned only if all were listed.
+        let bundle = vec![object("Deployment", None, "web")];
+        let report = apply(
+            &client,
+            &fake::request(&bundle, &ownership, Mode::Apply),
+            &NoopReporter,
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.pruned.len(), 5, "{:?}", report.pruned);
+        let tokens: Vec<Option<String>> = config_map_lists(&fake)
+            .iter()
+            .map(|r| r.param("continue").map(str::to_string))
+            .collect();
+        assert_eq!(
+            tokens,
+            [None, Some("2".to_string()), Some("4".to_string())],
+            "three pages"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_list_names_the_kind_and_namespace() {
+        let fake = Fake::new();
+        fake.set_page_size(2);
+        let ownership = fake::ownership();
+        let client = fake.client();
+        let bundle = objects("ConfigMap", "config", 5);
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+        apply(&client, &request, &NoopReporter).await.unwrap();
+        fake.clear_requests();
+        fake.fail(
+            Rule::list("configmaps")
+                .in_namespace(NAMESPACE)
+                .nth(2)
+                .answer(500, "InternalError", "etcdserver: request timed out"),
+        );
+
+        let failure = apply(&client, &request, &NoopReporter).await.unwrap_err();
+        assert_eq!(failure.stage, None);
+        let Error::Request(error) = &failure.error else {
+            panic!("not a request error: {:?}", failure.error);
+        };
+        assert_eq!(error.verb, Verb::List);
+        assert_eq!(error.target.kind, "ConfigMap");
+        assert_eq!(error.target.namespace.as_deref(), Some(NAMESPACE));
+        assert_eq!(error.to_string(), "failed to list configmaps in demo");
+        let lists = config_map_lists(&fake);
+        assert_eq!(lists.len(), 2);
+        assert_eq!(
+            lists[1].param("continue"),
+            Some("2"),
+            "the second page failed"
+        );
+        assert!(!fake.requests().iter().any(Recorded::is_write));
+    }
+}

@@ -138,3 +138,135 @@ async fn delete(client: &Client, live: &Live, dry_run: bool) -> Result<bool, Req
 fn category_of(live: &Live) -> Category {
     category(&live.resolved.resource.group, &live.id.kind)
 }
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+
+    use crate::cluster::apply::{Action, apply, prepare};
+    use crate::cluster::error::{Error, Verb};
+    use crate::cluster::fake::{self, Fake, NAMESPACE, Rule, object, positions};
+    use crate::cluster::{Mode, NoopReporter, Stage};
+
+    /// Applies ConfigMaps `keep` and `stale`, so the next apply of `keep` alone prunes
+    /// `stale`.
+    async fn applied_keep_and_stale(fake: &Fake) {
+        let first = vec![
+            object("ConfigMap", None, "keep"),
+            object("ConfigMap", None, "stale"),
+        ];
+        let ownership = fake::ownership();
+        let request = fake::request(&first, &ownership, Mode::Apply);
+        apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_member_already_gone_counts_as_pruned() {
+        let fake = Fake::new();
+        applied_keep_and_stale(&fake).await;
+        let client = fake.client();
+        let bundle = vec![object("ConfigMap", None, "keep")];
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+        let prepared = prepare(&client, &request).await.unwrap();
+        fake.remove("configmaps", Some(NAMESPACE), "stale");
+
+        let report = prepared.run(&NoopReporter).await.unwrap();
+        let pruned: Vec<(String, Action)> = report
+            .pruned
+            .iter()
+            .map(|r| (r.id.name.clone(), r.action))
+            .collect();
+        assert_eq!(pruned, [("stale".to_string(), Action::Pruned)]);
+        assert!(report.kept.is_empty());
+        let deletes = positions(&fake.requests(), |r| {
+            r.is(&Method::DELETE, "configmaps", Some("stale"))
+        });
+        assert_eq!(deletes.len(), 1, "the delete was sent (and answered 404)");
+    }
+
+    #[tokio::test]
+    async fn a_member_replaced_since_it_was_listed_is_kept() {
+        let fake = Fake::new();
+        applied_keep_and_stale(&fake).await;
+        let client = fake.client();
+        let bundle = vec![object("ConfigMap", None, "keep")];
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+        let prepared = prepare(&client, &request).await.unwrap();
+        fake.recreate("configmaps", Some(NAMESPACE), "stale");
+
+        let report = prepared.run(&NoopReporter).await.unwrap();
+        assert!(report.pruned.is_empty(), "{:?}", report.pruned);
+        let kept: Vec<String> = report.kept.iter().map(ToString::to_string).collect();
+        assert_eq!(kept, ["ConfigMap demo/stale"]);
+        assert!(fake.get("configmaps", Some(NAMESPACE), "stale").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_refused_delete_fails_the_prune_naming_the_object() {
+        let fake = Fake::new();
+        applied_keep_and_stale(&fake).await;
+        fake.fail(Rule::delete("configmaps", "stale").answer(
+            403,
+            "Forbidden",
+            "configmaps \"stale\" is forbidden: User \"ci\" cannot delete resource \"configmaps\" in API group \"\" in the namespace \"demo\"",
+        ));
+        let bundle = vec![object("ConfigMap", None, "keep")];
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+
+        let failure = apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.stage, Some(Stage::Prune));
+        let Error::Request(error) = &failure.error else {
+            panic!("not a request error: {:?}", failure.error);
+        };
+        assert_eq!(error.verb, Verb::Delete);
+        assert_eq!(error.source.code(), Some(403));
+        assert_eq!(error.to_string(), "failed to delete ConfigMap demo/stale");
+        assert!(failure.report.pruned.is_empty());
+    }
+
+    #[tokio::test]
+    async fn workloads_are_deleted_before_network_policies() {
+        let fake = Fake::new();
+        let first = vec![
+            object("ConfigMap", None, "keep"),
+            object("NetworkPolicy", None, "deny"),
+            object("Deployment", None, "web"),
+        ];
+        let ownership = fake::ownership();
+        let client = fake.client();
+        apply(
+            &client,
+            &fake::request(&first, &ownership, Mode::Apply),
+            &NoopReporter,
+        )
+        .await
+        .unwrap();
+        let bundle = vec![object("ConfigMap", None, "keep")];
+
+        let report = apply(
+            &client,
+            &fake::request(&bundle, &ownership, Mode::Apply),
+            &NoopReporter,
+        )
+        .await
+        .unwrap();
+        let pruned: Vec<String> = report.pruned.iter().map(|r| r.id.to_string()).collect();
+        assert_eq!(pruned, ["Deployment demo/web", "NetworkPolicy demo/deny"]);
+        let requests = fake.requests();
+        let deployment = positions(&requests, |r| {
+            r.is(&Method::DELETE, "deployments", Some("web"))
+        });
+        let policy = positions(&requests, |r| {
+            r.is(&Method::DELETE, "networkpolicies", Some("deny"))
+        });
+        assert_eq!((deployment.len(), policy.len()), (1, 1));
+        assert!(deployment[0] < policy[0], "{deployment:?} {policy:?}");
+    }
+}

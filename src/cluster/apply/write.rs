@@ -17,6 +17,7 @@ use super::{
     Stage,
 };
 use crate::cluster::error::{ApiCause, Checkpoint, Error, RequestError, Target, Verb};
+use crate::plan::Plan;
 
 /// What a failed step had done before it failed, and why it failed.
 type StepFailure = (Vec<ObjectResult>, Error);
@@ -156,7 +157,7 @@ impl Engine<'_> {
         } else {
             // Only a race (the object changed between the check and the apply) or an object
             // sent unchecked (a lone object, or one the dry run could not see) gets here.
-            Err(rejected(Checkpoint::Step(step + 1), failures))
+            Err(rejected(Checkpoint::Step(step + 1), &self.plan, failures))
         }
     }
 
@@ -338,8 +339,17 @@ fn requests<'a>(
 }
 
 /// The failures at `at` as one error, the first in plan order as the cause.
-pub(super) fn rejected(at: Checkpoint, mut failures: Vec<(usize, RequestError)>) -> Error {
-    failures.sort_by_key(|(index, _)| *index);
+pub(super) fn rejected(
+    at: Checkpoint,
+    plan: &Plan,
+    mut failures: Vec<(usize, RequestError)>,
+) -> Error {
+    // By step, then by place in the step: bundle indices follow the bundle, not the plan.
+    failures.sort_by_key(|(index, _)| {
+        let step = plan.step_of(*index);
+        let place = plan.steps[step].objects.iter().position(|i| i == index);
+        (step, place)
+    });
     let mut failures: Vec<RequestError> = failures.into_iter().map(|(_, e)| e).collect();
     let first = failures.remove(0);
     Error::Rejected {
@@ -347,5 +357,102 @@ pub(super) fn rejected(at: Checkpoint, mut failures: Vec<(usize, RequestError)>)
         count: failures.len() + 1,
         first,
         others: failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::Method;
+
+    use crate::cluster::apply::{Action, SERVICE_WRITE_CONCURRENCY, apply};
+    use crate::cluster::error::{Checkpoint, Error, Verb};
+    use crate::cluster::fake::{self, Fake, Recorded, Rule, object, objects, positions};
+    use crate::cluster::{Mode, NoopReporter, Stage};
+
+    #[tokio::test]
+    async fn a_write_refused_after_its_dry_run_passed_stops_at_its_step() {
+        let fake = Fake::new();
+        fake.fail(Rule::patch("deployments", "web").writes_only().answer(
+            409,
+            "Conflict",
+            "Operation cannot be fulfilled on deployments.apps \"web\": the object has been modified",
+        ));
+        let mut bundle = objects("ConfigMap", "config", 2);
+        bundle.push(object("Deployment", None, "web"));
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+
+        let failure = apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.stage, Some(Stage::Step { number: 2, of: 2 }));
+        let Error::Rejected {
+            at, count, first, ..
+        } = &failure.error
+        else {
+            panic!("not rejected: {:?}", failure.error);
+        };
+        assert_eq!((*at, *count), (Checkpoint::Step(2), 1));
+        assert_eq!(first.verb, Verb::Apply);
+        assert_eq!(first.target.name.as_deref(), Some("web"));
+        let done: Vec<(String, Option<usize>, Action)> = failure
+            .report
+            .objects
+            .iter()
+            .map(|o| (o.id.name.clone(), o.step, o.action))
+            .collect();
+        assert_eq!(
+            done,
+            [
+                ("config-0".to_string(), Some(1), Action::Created),
+                ("config-1".to_string(), Some(1), Action::Created),
+            ]
+        );
+        let requests = fake.requests();
+        let checked = positions(&requests, |r| {
+            r.dry_run() && r.is(&Method::PATCH, "deployments", Some("web"))
+        });
+        assert_eq!(checked.len(), 1, "the dry run passed first");
+    }
+
+    #[tokio::test]
+    async fn services_stay_under_their_cap_while_config_maps_use_more() {
+        let fake = Fake::new();
+        fake.set_delay(Duration::from_millis(20));
+        let mut bundle = objects("Service", "svc", 20);
+        bundle.extend(objects("ConfigMap", "config", 20));
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+
+        apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap();
+        let services = fake.max_in_flight("services", false);
+        let config_maps = fake.max_in_flight("configmaps", false);
+        assert_eq!(services, SERVICE_WRITE_CONCURRENCY);
+        assert!(config_maps > SERVICE_WRITE_CONCURRENCY, "{config_maps}");
+        // Dry runs allocate nothing and keep the full concurrency.
+        assert!(fake.max_in_flight("services", true) > SERVICE_WRITE_CONCURRENCY);
+    }
+
+    #[tokio::test]
+    async fn a_single_object_is_applied_without_a_dry_run() {
+        let fake = Fake::new();
+        let bundle = vec![object("ConfigMap", None, "only")];
+        let ownership = fake::ownership();
+        let request = fake::request(&bundle, &ownership, Mode::Apply);
+
+        let report = apply(&fake.client(), &request, &NoopReporter)
+            .await
+            .unwrap();
+        assert_eq!(report.objects[0].action, Action::Created);
+        let requests = fake.requests();
+        assert!(!requests.iter().any(Recorded::dry_run));
+        let writes = positions(&requests, |r| {
+            r.is_write() && r.is(&Method::PATCH, "configmaps", Some("only"))
+        });
+        assert_eq!(writes.len(), 1);
     }
 }
