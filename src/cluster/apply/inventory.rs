@@ -97,11 +97,16 @@ mod tests {
         let parent = fake
             .get("secrets", Some(NAMESPACE), "ferry-demo")
             .expect("the parent exists");
-        let data = parent["data"]["inventory"].as_str().unwrap();
+        let data = parent["data"][crate::cluster::applyset::INVENTORY_KEY]
+            .as_str()
+            .unwrap();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(data)
             .unwrap();
-        serde_json::from_slice(&bytes).unwrap()
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut json)
+            .unwrap();
+        serde_json::from_slice(&json).unwrap()
     }
 
     #[tokio::test]
