@@ -268,7 +268,7 @@ bench_apply() {
   if [ "$apply_failed" = 1 ]; then
     printf '  ferry apply of 5,000 objects failed in %s of %s runs (figures up to the failure):\n' \
       "$(wc -l <"$work/ferry-5000.failed")" "$runs_big"
-    sort -u "$work/ferry-5000.errors" | sed 's/^/    /'
+    awk '!seen[$0]++ { print "    " $0 }' "$work/ferry-5000.errors"
     return 1
   fi
 }
