@@ -23,8 +23,10 @@ http: {addr: 127.0.0.1:0, secret: bench-only}
 YAML
   docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
   registry_pid=$!
+  # On return, and on the way out when a failed step exits the shell (set -e skips RETURN
+  # traps). The registry's own status (143, killed) is not the benchmark's.
   # shellcheck disable=SC2064
-  trap "kill $registry_pid 2>/dev/null; wait $registry_pid 2>/dev/null; rm -rf '$work'" RETURN
+  trap "image_stop $registry_pid '$work'" RETURN EXIT
   for _ in $(seq 100); do
     port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$work/registry.log" | head -n1)
     [ -n "$port" ] && break
@@ -79,4 +81,12 @@ YAML
   printf '%-44s %10s\n' "ferry image push, unchanged (median of $BENCH_RUNS)" "$repush_ms"
   printf 'ratio ferry/crane first push: %s (goal <= 1.0); unchanged re-push %s ms (goal < 100); layout %s KiB\n' \
     "$(ratio "$ferry_ms" "$crane_ms")" "$repush_ms" "$size"
+}
+
+# image_stop PID WORK: stops the section's registry and removes its files; always succeeds.
+image_stop() {
+  trap - RETURN EXIT
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  rm -rf "$2"
 }

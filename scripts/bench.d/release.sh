@@ -24,6 +24,11 @@
 #     --wait` (same objects, pods Ready at once), in separate fresh namespaces created before
 #     the timing and deleted (and waited for) after; ferry and helm runs alternate. Goal:
 #     ferry at least 2x faster. Runs: RELEASE_BENCH_RUNS (default 3).
+# (c) Where ferry's time goes: one more first install, with -vv, into a fresh namespace; the
+#     engine's debug lines (src/ops/release/engine.rs: `phase="…" elapsed=…` per phase, and
+#     `release done` with the engine's total) summed up per phase, beside the process's wall
+#     time (logging makes this run a little slower than those of (b)).
+# RELEASE_LATENCY_RUNS=0 skips (a), which takes minutes because of helm's watcher.
 
 # release_latency_py: the watcher and timer of (a), written to a file by bench_release.
 release_latency_py() {
@@ -144,6 +149,7 @@ bench_release() {
   # --- (a) detection latency
   local tool
   for tool in ferry helm helm-legacy; do
+    [ "$lruns" -gt 0 ] || break
     release_fresh_ns "$work" || return 1
     local ns=${release_ns[-1]} cmd=() n=$pruns
     case $tool in
@@ -171,19 +177,31 @@ bench_release() {
     release_drop || return 1
   done
 
-  local fl hl hll ff fu hf hu
-  fl=$(release_median "$work/latency-ferry" 1)
-  hl=$(release_median "$work/latency-helm" 1)
-  hll=$(release_median "$work/latency-helm-legacy" 1)
+  # --- (c) one first install with -vv: the phases' times
+  local vv_ms
+  release_fresh_ns "$work" || return 1
+  vv_ms=$(release_run "$work" "${ferry_rel[@]}" -vv) || return 1
+  cp "$work/last.log" "$work/phases.log"
+  release_drop || return 1
+
+  local fl ff fu hf hu
+  if [ "$lruns" -gt 0 ]; then
+    local hl hll
+    fl=$(release_median "$work/latency-ferry" 1)
+    hl=$(release_median "$work/latency-helm" 1)
+    hll=$(release_median "$work/latency-helm-legacy" 1)
+    printf '(a) detection latency, rollout complete -> process exit (ms: median [each run]; ferry %s runs, helm %s each)\n' "$lruns" "$pruns"
+    printf '  %-44s %8s  [%s]\n' "ferry release" "$fl" "$(cut -d' ' -f1 "$work/latency-ferry" | paste -sd' ')"
+    printf '  %-44s %8s  [%s]\n' "helm upgrade --wait (watcher)" "$hl" "$(cut -d' ' -f1 "$work/latency-helm" | paste -sd' ')"
+    printf '  %-44s %8s  [%s]\n' "helm upgrade --wait=legacy (2 s polls)" "$hll" "$(cut -d' ' -f1 "$work/latency-helm-legacy" | paste -sd' ')"
+    printf '  ferry median %s ms (goal < 200 ms)\n' "$fl"
+  else
+    printf '(a) detection latency: skipped (RELEASE_LATENCY_RUNS=0)\n'
+  fi
   ff=$(release_median "$work/ferry-first" 1)
   fu=$(release_median "$work/ferry-update" 1)
   hf=$(release_median "$work/helm-first" 1)
   hu=$(release_median "$work/helm-update" 1)
-  printf '(a) detection latency, rollout complete -> process exit (ms: median [each run]; ferry %s runs, helm %s each)\n' "$lruns" "$pruns"
-  printf '  %-44s %8s  [%s]\n' "ferry release" "$fl" "$(cut -d' ' -f1 "$work/latency-ferry" | paste -sd' ')"
-  printf '  %-44s %8s  [%s]\n' "helm upgrade --wait (watcher)" "$hl" "$(cut -d' ' -f1 "$work/latency-helm" | paste -sd' ')"
-  printf '  %-44s %8s  [%s]\n' "helm upgrade --wait=legacy (2 s polls)" "$hll" "$(cut -d' ' -f1 "$work/latency-helm-legacy" | paste -sd' ')"
-  printf '  ferry median %s ms (goal < 200 ms)\n' "$fl"
   printf '(b) release 10 Deployments x 3 replicas, whole process (ms, median of %s, fresh namespaces)\n' "$runs"
   printf '  %-44s %8s  [%s]\n' "ferry release, first install" "$ff" "$(paste -sd' ' "$work/ferry-first")"
   printf '  %-44s %8s  [%s]\n' "helm upgrade --install --wait, first install" "$hf" "$(paste -sd' ' "$work/helm-first")"
@@ -191,6 +209,43 @@ bench_release() {
   printf '  %-44s %8s  [%s]\n' "helm upgrade --install --wait, rolling update" "$hu" "$(paste -sd' ' "$work/helm-update")"
   printf '  ferry is %sx faster on the first install and %sx faster on the update (goal >= 2x)\n' \
     "$(ratio "$hf" "$ff")" "$(ratio "$hu" "$fu")"
+  printf '(c) where ferry'"'"'s first install goes (one run with -vv, wall %s ms; ms per phase, in order)\n' "$vv_ms"
+  release_phases "$work/phases.log" "$vv_ms" || return 1
+}
+
+# release_phases LOG WALL_MS: the engine's phase lines of LOG (`phase="NAME" elapsed=DURATION`,
+# and `release done elapsed=DURATION`), in ms, with their sum and what lies outside them.
+release_phases() {
+  # ANSI colours off (the log went to a file, but be safe), then one "name ms" per line.
+  sed 's/\x1b\[[0-9;]*m//g' "$1" | awk -v wall="$2" '
+    function ms(d,   v) {
+      v = d; sub(/[^0-9.]+$/, "", v)
+      if (d ~ /ns$/) return v / 1e6
+      if (d ~ /µs$|us$/) return v / 1e3
+      if (d ~ /ms$/) return v
+      if (d ~ /s$/) return v * 1e3
+      return v
+    }
+    match($0, /phase="[^"]*"/) {
+      name = substr($0, RSTART + 7, RLENGTH - 8)
+      if (match($0, /elapsed=[0-9.]+[a-zµ]+/)) {
+        t = ms(substr($0, RSTART + 8, RLENGTH - 8))
+        if (!(name in sum)) order[++n] = name
+        sum[name] += t
+      }
+      next
+    }
+    /release done/ && match($0, /elapsed=[0-9.]+[a-zµ]+/) { total = ms(substr($0, RSTART + 8, RLENGTH - 8)) }
+    END {
+      if (n == 0) { print "  no phase lines in the -vv log" > "/dev/stderr"; exit 1 }
+      for (i = 1; i <= n; i++) { printf "  %-44s %8.1f\n", order[i], sum[order[i]]; all += sum[order[i]] }
+      printf "  %-44s %8.1f\n", "sum of the phases", all
+      if (total > 0) {
+        printf "  %-44s %8.1f\n", "engine total (release done)", total
+        printf "  %-44s %8.1f\n", "  in the engine, between phases", total - all
+        printf "  %-44s %8.1f\n", "outside (process start, CLI, output, exit)", wall - total
+      }
+    }'
 }
 
 # release_fresh_ns WORK: a new namespace (untimed), the ferry environment pointing at it.

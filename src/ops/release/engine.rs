@@ -188,6 +188,9 @@ impl<'a> Session<'a> {
         interrupt: Shared<Interrupt>,
         started: Instant,
     ) -> Result<Session<'a>, Error> {
+        let t = Instant::now();
+        // What ran before the engine: the render and lint (or the resolve of a revision).
+        tracing::debug!(phase = "render+lint", elapsed = ?t.duration_since(started), "phase done");
         let http = http_client()?;
         let cluster = or_interrupt(opts.cluster.connect(&env.context), &interrupt)
             .await
@@ -196,6 +199,7 @@ impl<'a> Session<'a> {
         let store = RecordStore::new(client.clone(), &env.namespace, &env.app, &env.name);
         let history = store.history().await?;
         let previous = store.last_succeeded_in(&history).await?;
+        tracing::debug!(phase = "open", elapsed = ?t.elapsed(), "phase done");
         let ctx = Ctx {
             client,
             proxy_client: cluster.proxy_client.clone(),
@@ -237,7 +241,10 @@ impl<'a> Session<'a> {
             namespaces_of(objects, &self.env.namespace),
             &kinds_of(objects),
         );
+        let t = Instant::now();
         let guard = self.lock().await?;
+        tracing::debug!(phase = "lock", elapsed = ?t.elapsed(), "phase done");
+        let t = Instant::now();
         let history = match settled_history(&self.store, &guard, self.history.clone()).await {
             Ok(h) => h,
             Err(e) => {
@@ -262,6 +269,7 @@ impl<'a> Session<'a> {
                 return Err(e);
             }
         };
+        tracing::debug!(phase = "record+prepare", elapsed = ?t.elapsed(), "phase done");
 
         let mut attempt = Attempt::default();
         let result = self
@@ -289,7 +297,10 @@ impl<'a> Session<'a> {
                 }
             }
         }
+        let t = Instant::now();
         self.finish(&mut record, history, guard).await?;
+        tracing::debug!(phase = "finish", elapsed = ?t.elapsed(), "phase done");
+        tracing::debug!(elapsed = ?self.started.elapsed(), "release done");
         Ok(ReleaseOutcome {
             app: self.env.app.clone(),
             environment: self.env.name.clone(),
@@ -493,6 +504,7 @@ impl<'a> Session<'a> {
             r = prepared.run(self.ctx.apply_reporter) => Some(r),
         };
         timings.phase("apply", t.elapsed());
+        tracing::debug!(phase = "apply", elapsed = ?t.elapsed(), "phase done");
         let report = match applied {
             None => return Err(Stop::Interrupted),
             Some(Err(failure)) => {
@@ -544,13 +556,14 @@ impl<'a> Session<'a> {
             r = rollout_watch.wait(workloads, ctx.timeout, WaitOptions::default(), ctx.reporter.as_ref()) => r,
         };
         timings.phase("rollout", t.elapsed());
-        tracing::debug!(elapsed = ?t.elapsed(), "rollout complete");
+        tracing::debug!(phase = "rollout", elapsed = ?t.elapsed(), "rollout complete");
         attempt.availability = watch.snapshot();
         match rollout {
             Ok(outcome) => attempt.workloads = outcome.workloads,
             Err(e) => return Err(Stop::Failed(one_line(&e))),
         }
         // The proof: each watch current at the end, no gap since before the apply.
+        let t = Instant::now();
         let finished = tokio::select! {
             biased;
             () = ctx.interrupt.clone() => return Err(Stop::Interrupted),
@@ -558,7 +571,7 @@ impl<'a> Session<'a> {
             r = watch.finish() => r,
         };
         attempt.availability = finished.map_err(|e| Stop::Failed(one_line(&e)))?;
-        tracing::debug!("availability watch finished");
+        tracing::debug!(phase = "availability", elapsed = ?t.elapsed(), "availability watch finished");
         if let Some(line) = attempt
             .availability
             .iter()
@@ -589,6 +602,7 @@ impl<'a> Session<'a> {
             r = run_checks(&self.http, Some(&proxy), &self.env.checks, ctx.reporter.as_ref()) => r,
         };
         timings.phase("checks", t.elapsed());
+        tracing::debug!(phase = "checks", elapsed = ?t.elapsed(), "phase done");
         attempt.checks = results;
         if let Some(failed) = attempt.checks.iter().find(|c| !c.passed) {
             return Err(Stop::Failed(format!(
