@@ -12,7 +12,7 @@
 //! - [`policy`]: hardening and zero-downtime rules as pure functions over objects.
 //! - [`image`]: reproducible OCI images: layers, config, manifest, layout, SBOMs, I-rules.
 //! - [`registry`]: the OCI distribution client (reqwest): auth, HEAD-skip, mount, push, pull.
-//! - [`cluster`]: the kube client, discovery, server-side apply in waves, prune, diff, status.
+//! - [`cluster`]: the kube client, discovery, server-side apply along the dependency plan, prune, diff, status.
 //! - [`release`]: rollout watch, availability proof, release records, the lease lock, HTTP checks.
 //! - [`backup`]: encrypted, self-verifying backups: the archive format (pure), the stores.
 //! - [`ui`]: the printer (human and JSON), error rendering, logging.

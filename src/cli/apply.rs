@@ -1,5 +1,6 @@
-//! `ferry apply <env>`: render, lint and apply an environment to its cluster (server-side
-//! apply in waves, then prune), or print its dependency plan with `--plan`. Also home of
+//! `ferry apply <env>`: render, lint and apply an environment to its cluster (one server dry
+//! run, server-side apply along the dependency plan, then prune), or print its dependency
+//! plan with `--plan`. Also home of
 //! [`runtime`] and [`interruptible`], which the other cluster commands share.
 
 use std::future::Future;

@@ -20,7 +20,6 @@ use rayon::prelude::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use order::{Wave, wave};
 pub use redact::redact_bundle;
 
 use crate::object::{Object, ObjectError, ObjectRef, Origin};
@@ -253,7 +252,7 @@ impl Templates {
 /// The rendered, ordered objects of one environment.
 #[derive(Debug, Clone)]
 pub struct Bundle {
-    /// Objects in apply order (wave, then kind, namespace, name).
+    /// Objects in apply order (plan category, then kind, namespace, name).
     pub objects: Vec<Object>,
     /// [`Templates::digest`] of the templates it was rendered from.
     pub templates_digest: String,
@@ -323,9 +322,11 @@ pub fn render(
             objects.push(object);
         }
     }
+    // The plan's categories, so `render -o` files sort in an order that applies as is.
     objects.sort_by(|a, b| {
-        (wave(&a.id.kind), &a.id.kind, &a.id.namespace, &a.id.name).cmp(&(
-            wave(&b.id.kind),
+        let category = |o: &Object| crate::plan::category(o.group(), &o.id.kind);
+        (category(a), &a.id.kind, &a.id.namespace, &a.id.name).cmp(&(
+            category(b),
             &b.id.kind,
             &b.id.namespace,
             &b.id.name,

@@ -189,7 +189,7 @@ fn missing_secret_is_an_error_naming_it() {
 }
 
 #[test]
-fn objects_are_sorted_into_waves_and_rendering_is_deterministic() {
+fn objects_are_sorted_by_plan_category_and_rendering_is_deterministic() {
     let fixture = Fixture::new(&[
         (
             "z.yaml.hbs",

@@ -202,7 +202,7 @@ impl ApplyReporter for JsonEvents<'_> {
 }
 
 /// The reporters of `ferry release` and `ferry rollback`, drawing on one display: the apply's
-/// wave bars, then a live line per workload (what its rollout waits for) and per Service (the
+/// step bars, then a live line per workload (what its rollout waits for) and per Service (the
 /// endpoints taking traffic against the floor). JSON Lines events with `--output json`;
 /// nothing without a terminal or with `--no-progress`.
 pub struct ReleaseReporters<'a> {

@@ -66,7 +66,7 @@ fn output_dir_gets_one_file_per_object_in_apply_order() {
         .collect();
     names.sort();
     assert_snapshot!("render_output_dir_files", names.join("\n"));
-    let secret = std::fs::read_to_string(out.join("003-secret-demo-staging-demo-db.yaml")).unwrap();
+    let secret = std::fs::read_to_string(out.join("005-secret-demo-staging-demo-db.yaml")).unwrap();
     assert!(
         secret.contains("password: '***'") || secret.contains("password: \"***\""),
         "{secret}"

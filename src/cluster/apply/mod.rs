@@ -65,7 +65,7 @@ pub enum Mode {
 /// What to apply, and how.
 #[derive(Debug, Clone)]
 pub struct ApplyRequest<'a> {
-    /// The objects, in any order (the engine groups them into waves).
+    /// The objects, in any order (the engine places them in the dependency plan).
     pub objects: &'a [Object],
     /// Who owns them.
     pub ownership: &'a Ownership,
@@ -310,7 +310,7 @@ pub struct PreparedApply<'a> {
 /// Reads what an apply of `request` needs, changing nothing.
 ///
 /// # Errors
-/// An [`ApplyFailure`] (empty report, no wave) when discovery, an object's kind or a read
+/// An [`ApplyFailure`] (empty report, no stage) when discovery, an object's kind or a read
 /// fails.
 pub async fn prepare<'a>(
     client: &'a Client,
