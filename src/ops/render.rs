@@ -143,16 +143,18 @@ fn rendered_object(object: Object) -> RenderedObject {
     }
 }
 
-/// The file name of the `index`-th object: `NNN-kind-namespace-name.yaml`, sorting in apply
-/// order.
-fn file_name(index: usize, id: &ObjectRef) -> String {
+/// The file name of the `index`-th of `total` objects: `NNN-kind-namespace-name.yaml`, the
+/// number zero-padded to at least 3 digits and to as many as `total` has, so names sort in
+/// apply order whatever the size of the bundle.
+fn file_name(index: usize, total: usize, id: &ObjectRef) -> String {
     let namespace = id
         .namespace
         .as_deref()
         .map(|n| format!("{n}-"))
         .unwrap_or_default();
     let name = format!("{}-{namespace}{}", id.kind.to_ascii_lowercase(), id.name);
-    format!("{:03}-{}.yaml", index + 1, file_safe(&name))
+    let width = total.to_string().len().max(3);
+    format!("{:0width$}-{}.yaml", index + 1, file_safe(&name))
 }
 
 /// `text` as one path component: anything but letters, digits, `-`, `.` and `_` (a `/`, a
@@ -170,16 +172,12 @@ fn file_safe(text: &str) -> String {
         .collect()
 }
 
-/// Whether a file name is one [`file_name`] gives (`NNN-….yaml`). Compares bytes, so a name
-/// in any encoding (non-ASCII, not UTF-8) is simply not one.
+/// Whether a file name is one [`file_name`] gives (three or more digits, `-`, …, `.yaml`).
+/// Compares bytes, so a name in any encoding (non-ASCII, not UTF-8) is simply not one.
 fn is_earlier_render(name: &std::ffi::OsStr) -> bool {
     let name = name.as_encoded_bytes();
-    match name.split_first_chunk::<4>() {
-        Some((&[a, b, c, b'-'], rest)) => {
-            [a, b, c].iter().all(u8::is_ascii_digit) && rest.ends_with(b".yaml")
-        }
-        _ => false,
-    }
+    let digits = name.iter().take_while(|b| b.is_ascii_digit()).count();
+    digits >= 3 && name.get(digits) == Some(&b'-') && name.ends_with(b".yaml")
 }
 
 /// Writes one file per object into `dir`, after removing files of an earlier render there
@@ -200,9 +198,50 @@ fn write_files(dir: &Path, objects: &[RenderedObject]) -> Result<Vec<PathBuf>, E
         .iter()
         .enumerate()
         .map(|(index, object)| {
-            let path = dir.join(file_name(index, &object.id));
+            let path = dir.join(file_name(index, objects.len(), &object.id));
             std::fs::write(&path, object.yaml()).map_err(io(&path))?;
             Ok(path)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> ObjectRef {
+        ObjectRef {
+            api_version: "v1".to_string(),
+            kind: "ConfigMap".to_string(),
+            namespace: Some("shop".to_string()),
+            name: name.to_string(),
+        }
+    }
+
+    #[test]
+    fn file_names_sort_in_apply_order_past_999_objects() {
+        assert_eq!(file_name(0, 8, &id("a")), "001-configmap-shop-a.yaml");
+        let mut names: Vec<String> = (0..1200).map(|i| file_name(i, 1200, &id("x"))).collect();
+        assert_eq!(names[999], "1000-configmap-shop-x.yaml");
+        assert_eq!(names[100], "0101-configmap-shop-x.yaml");
+        let in_order = names.clone();
+        names.sort();
+        assert_eq!(names, in_order);
+    }
+
+    #[test]
+    fn earlier_renders_of_any_size_are_recognised_and_nothing_else() {
+        for name in ["001-a.yaml", "1000-configmap-x.yaml", "0101-b.yaml"] {
+            assert!(is_earlier_render(std::ffi::OsStr::new(name)), "{name}");
+        }
+        for name in [
+            "01-a.yaml",
+            "001a.yaml",
+            "001-a.yml",
+            "notes.yaml",
+            "-001-a.yaml",
+        ] {
+            assert!(!is_earlier_render(std::ffi::OsStr::new(name)), "{name}");
+        }
+    }
 }
