@@ -332,11 +332,11 @@ pub fn encode_inventory(inventory: &Inventory) -> Vec<u8> {
     use std::io::Write;
     let json = serde_json::to_vec(inventory).unwrap_or_default();
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    match encoder.write_all(&json).and_then(|()| encoder.finish()) {
-        Ok(gzipped) => gzipped,
-        // Writing into a Vec cannot fail.
-        Err(_) => Vec::new(),
-    }
+    // Writing into a Vec cannot fail.
+    encoder
+        .write_all(&json)
+        .and_then(|()| encoder.finish())
+        .unwrap_or_default()
 }
 
 /// Reads a stored inventory (`gzipped` or plain JSON); an unreadable one is ignored with a
