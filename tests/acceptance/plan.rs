@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, ListParams, WatchEvent, WatchParams};
@@ -269,6 +269,21 @@ async fn a_cycle_or_an_unknown_dependency_is_refused_before_anything_is_written(
             run.stderr
         );
     }
+
+    // A release refuses it too, before taking the lock or writing a record.
+    let run = ferry(project.path(), &["release", "t"]).await;
+    run.assert_code(2, "release of a dependency cycle");
+    assert!(run.stderr.contains("PLAN-CYCLE"), "{}", run.stderr);
+    let secrets: Api<Secret> = ns.api();
+    assert!(
+        secrets
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty(),
+        "no release record, no parent"
+    );
 
     let unknown = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lonely\n  annotations: {ferry.dev/depends-on: Secret/missing}\ndata: {x: y}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fine\ndata: {x: y}\n";
     let project = Project::custom("unknown", ns.name(), &[("config.yaml.hbs", unknown)]);

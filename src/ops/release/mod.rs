@@ -387,15 +387,17 @@ fn refuse_unenforced_gates(environment: &str, gates: &Gates) -> Result<(), Error
     })
 }
 
-/// The strict lint; errors stop the release.
+/// The strict lint and the dependency plan's errors; errors stop the release.
 fn lint(environment: &str, objects: &[Object], previous: &[Object]) -> Result<Vec<Finding>, Error> {
-    let findings = policy::lint(
+    let mut findings = policy::lint(
         objects,
         &LintContext {
             previous,
             strict_zero_downtime: true,
         },
     );
+    // A cycle or an unknown dependency is refused here, before the lock and the record.
+    findings.extend(super::plan::lint_plan(objects));
     if policy::has_errors(&findings) {
         let errors = findings
             .iter()
