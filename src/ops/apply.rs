@@ -14,7 +14,7 @@ use crate::cluster::{
     Ownership,
 };
 use crate::object::ObjectRef;
-use crate::policy::{self, Finding, LintContext};
+use crate::policy::Finding;
 use crate::ui::{Diagnostic, ExitStatus};
 
 /// The annotation on the ApplySet parent recording the templates digest of the last apply.
@@ -218,22 +218,14 @@ pub async fn apply(
     reporter: &dyn ApplyReporter,
 ) -> Result<ApplyOutcome, Error> {
     let prepared = prepare(&opts.project)?;
-    let findings = if opts.lint {
-        policy::lint(&prepared.bundle.objects, &LintContext::default())
-    } else {
-        Vec::new()
-    };
-    if policy::has_errors(&findings) {
-        let errors = findings
-            .iter()
-            .filter(|f| f.severity == policy::Severity::Error)
-            .count();
-        return Err(Error::Lint {
-            environment: prepared.env.name.clone(),
-            errors,
-            findings,
-        });
-    }
+    let findings =
+        super::lint::gate(&prepared.bundle.objects, opts.lint).map_err(|(errors, findings)| {
+            Error::Lint {
+                environment: prepared.env.name.clone(),
+                errors,
+                findings,
+            }
+        })?;
     // The plan is checked before any request: a cycle or an unknown dependency reads nothing.
     crate::plan::plan(&super::plan::entries(&prepared.bundle.objects))?;
     let env = &prepared.env;

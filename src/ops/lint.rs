@@ -11,6 +11,22 @@ use crate::object::Object;
 use crate::policy::{self, Finding, LintContext};
 use crate::ui::{Diagnostic, ExitStatus};
 
+/// The default lint of `objects` that `apply` and `apply --plan` run first (nothing when not
+/// `enabled`): its findings, or `Err((error count, every finding))` when any blocks.
+pub(super) fn gate(
+    objects: &[Object],
+    enabled: bool,
+) -> Result<Vec<Finding>, (usize, Vec<Finding>)> {
+    if !enabled {
+        return Ok(Vec::new());
+    }
+    let findings = policy::lint(objects, &LintContext::default());
+    match policy::error_count(&findings) {
+        0 => Ok(findings),
+        errors => Err((errors, findings)),
+    }
+}
+
 /// What to lint.
 #[derive(Debug, Clone)]
 pub struct LintOptions {

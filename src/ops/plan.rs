@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::prepare::{self, ProjectOptions, prepare};
 use crate::object::Object;
 use crate::plan::{self as planner, Because, Check, Entry, GroupKind, Plan, PlanError};
-use crate::policy::{self, Finding, LintContext};
+use crate::policy::{self, Finding};
 use crate::ui::{Diagnostic, ExitStatus};
 
 /// What to plan.
@@ -138,22 +138,12 @@ pub fn entries(objects: &[Object]) -> Vec<Entry> {
 pub fn plan(opts: &PlanOptions) -> Result<PlanOutcome, Error> {
     let prepared = prepare(&opts.project)?;
     let objects = &prepared.bundle.objects;
-    let findings = if opts.lint {
-        policy::lint(objects, &LintContext::default())
-    } else {
-        Vec::new()
-    };
-    if policy::has_errors(&findings) {
-        let errors = findings
-            .iter()
-            .filter(|f| f.severity == policy::Severity::Error)
-            .count();
-        return Err(Error::Lint {
+    let findings =
+        super::lint::gate(objects, opts.lint).map_err(|(errors, findings)| Error::Lint {
             environment: prepared.env.name.clone(),
             errors,
             findings,
-        });
-    }
+        })?;
     let entries = entries(objects);
     let plan = planner::plan(&entries)?;
     Ok(PlanOutcome {

@@ -240,6 +240,14 @@ pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
 }
 
+/// How many findings block (have [`Severity::Error`]).
+pub fn error_count(findings: &[Finding]) -> usize {
+    findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

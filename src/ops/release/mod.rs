@@ -28,7 +28,7 @@ use super::prepare::{self, ProjectOptions, prepare};
 use super::target::{self, TargetOptions};
 use crate::cluster::{self, ApplyReporter, ConnectError, ObjectResult};
 use crate::object::{Object, ObjectError};
-use crate::policy::{self, Finding, LintContext, Severity};
+use crate::policy::{self, Finding, LintContext};
 use crate::project::Gates;
 use crate::release::{
     AvailabilityError, CheckError, CheckResult, FloorError, LockError, RecordError, ReleaseStatus,
@@ -399,13 +399,9 @@ fn lint(environment: &str, objects: &[Object], previous: &[Object]) -> Result<Ve
     // A cycle or an unknown dependency is refused here, before the lock and the record.
     findings.extend(super::plan::lint_plan(objects));
     if policy::has_errors(&findings) {
-        let errors = findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count();
         return Err(Error::Lint {
             environment: environment.to_string(),
-            errors,
+            errors: policy::error_count(&findings),
             findings,
         });
     }
