@@ -13,13 +13,12 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
 use crate::support::project::{Project, ferry};
-use crate::support::{TestNamespace, cluster, delete_cluster_scoped, unique_name};
+use crate::support::{DeleteCrd, TestNamespace, cluster, unique_name};
 
 fn resource_versions<K>(items: &[K]) -> BTreeMap<String, String>
 where
@@ -548,14 +547,6 @@ async fn apply_the_demo_change_one_value_and_prune_what_left() {
 
 /// Deletes a (cluster-scoped) CRD when dropped, from its own thread and runtime like
 /// [`TestNamespace`].
-struct DeleteCrd(String);
-
-impl Drop for DeleteCrd {
-    fn drop(&mut self) {
-        delete_cluster_scoped::<CustomResourceDefinition>(self.0.clone());
-    }
-}
-
 #[tokio::test]
 async fn a_crd_and_an_instance_apply_in_one_run() {
     let ns = TestNamespace::new("crd").await;

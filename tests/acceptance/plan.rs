@@ -10,12 +10,11 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, ListParams, WatchEvent, WatchParams};
 use kube::discovery::ApiResource;
 
 use crate::support::project::{Project, ferry};
-use crate::support::{TestNamespace, delete_cluster_scoped, unique_name};
+use crate::support::{DeleteCrd, TestNamespace, unique_name};
 
 /// A Deployment that passes Pod Security "restricted" and ferry's lint.
 fn deployment(name: &str, replicas: u32) -> String {
@@ -166,14 +165,6 @@ fn steps_of(run: &crate::support::project::Run) -> BTreeMap<String, u64> {
             )
         })
         .collect()
-}
-
-struct DeleteCrd(String);
-
-impl Drop for DeleteCrd {
-    fn drop(&mut self) {
-        delete_cluster_scoped::<CustomResourceDefinition>(self.0.clone());
-    }
 }
 
 #[tokio::test]

@@ -297,6 +297,18 @@ where
     let _ = done.join();
 }
 
+/// Deletes the named CustomResourceDefinition when dropped (at the end of a test, passed or
+/// failed).
+pub struct DeleteCrd(pub String);
+
+impl Drop for DeleteCrd {
+    fn drop(&mut self) {
+        delete_cluster_scoped::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(self.0.clone());
+    }
+}
+
 /// A DNS-1123 name unique within this test run: prefix, process id, counter.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
