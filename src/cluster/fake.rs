@@ -21,8 +21,9 @@ use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
 
-use super::apply::{ApplyRequest, Mode};
+use super::apply::{ApplyFailure, ApplyReport, ApplyRequest, Mode};
 use super::applyset::Ownership;
+use super::reporter::NoopReporter;
 use crate::object::Object;
 
 /// `GET /api` with the aggregated-discovery Accept header, trimmed from kube-apiserver 1.36.
@@ -292,6 +293,17 @@ pub(crate) struct Fake {
 }
 
 impl Fake {
+    /// Runs the engine on `objects` with [`request`]'s settings against this fake.
+    pub(crate) async fn apply(
+        &self,
+        objects: &[Object],
+        mode: Mode,
+    ) -> Result<ApplyReport, ApplyFailure> {
+        let ownership = ownership();
+        let request = request(objects, &ownership, mode);
+        super::apply::apply(&self.client(), &request, &NoopReporter).await
+    }
+
     /// A fake serving the Namespaces `default` and [`NAMESPACE`], with no delay.
     pub(crate) fn new() -> Self {
         let fake = Fake::default();

@@ -248,10 +248,9 @@ mod tests {
 
     use http::Method;
 
-    use crate::cluster::apply::apply;
     use crate::cluster::error::{Checkpoint, Error, Verb};
-    use crate::cluster::fake::{self, Fake, NAMESPACE, Recorded, Rule, object, objects, positions};
-    use crate::cluster::{Mode, NoopReporter, Stage};
+    use crate::cluster::fake::{Fake, NAMESPACE, Recorded, Rule, object, objects, positions};
+    use crate::cluster::{Mode, Stage};
     use crate::object::Object;
 
     /// A Namespace `extra`, two ConfigMaps in it, one in the set's namespace and a
@@ -281,12 +280,7 @@ mod tests {
         let mut bundle = objects("ConfigMap", "config", 5);
         bundle.push(object("Service", None, "bad"));
         bundle.push(object("Deployment", None, "web"));
-        let ownership = fake::ownership();
-        let request = fake::request(&bundle, &ownership, Mode::Apply);
-
-        let failure = apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap_err();
+        let failure = fake.apply(&bundle, Mode::Apply).await.unwrap_err();
         assert_eq!(failure.stage, Some(Stage::DryRun));
         let Error::Rejected {
             at, count, first, ..
@@ -332,12 +326,7 @@ mod tests {
             object("ConfigMap", None, "ok-1"),
             object("ConfigMap", None, "alpha"),
         ];
-        let ownership = fake::ownership();
-        let request = fake::request(&bundle, &ownership, Mode::Apply);
-
-        let failure = apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap_err();
+        let failure = fake.apply(&bundle, Mode::Apply).await.unwrap_err();
         let Error::Rejected {
             at,
             count,
@@ -375,12 +364,7 @@ mod tests {
             object("Deployment", None, "web"),
             object("ConfigMap", None, "config"),
         ];
-        let ownership = fake::ownership();
-        let request = fake::request(&bundle, &ownership, Mode::Apply);
-
-        let failure = apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap_err();
+        let failure = fake.apply(&bundle, Mode::Apply).await.unwrap_err();
         let Error::Rejected { first, others, .. } = &failure.error else {
             panic!("not rejected: {:?}", failure.error);
         };
@@ -392,12 +376,7 @@ mod tests {
     async fn objects_in_a_namespace_the_bundle_creates_are_checked_after_its_step() {
         let fake = Fake::new();
         let bundle = bundle_with_a_namespace();
-        let ownership = fake::ownership();
-        let request = fake::request(&bundle, &ownership, Mode::Apply);
-
-        let report = apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap();
+        let report = fake.apply(&bundle, Mode::Apply).await.unwrap();
         assert_eq!(report.objects.len(), 5);
 
         let requests = fake.requests();
@@ -428,12 +407,7 @@ mod tests {
                 .answer(422, "Invalid", "ConfigMap \"b\" is invalid"),
         );
         let bundle = bundle_with_a_namespace();
-        let ownership = fake::ownership();
-        let request = fake::request(&bundle, &ownership, Mode::Apply);
-
-        let failure = apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap_err();
+        let failure = fake.apply(&bundle, Mode::Apply).await.unwrap_err();
         assert_eq!(failure.stage, Some(Stage::Step { number: 1, of: 3 }));
         let Error::Rejected {
             at, count, first, ..
@@ -469,12 +443,7 @@ mod tests {
     async fn a_dry_run_writes_nothing_and_marks_deferred_objects_unchecked() {
         let fake = Fake::new();
         let bundle = bundle_with_a_namespace();
-        let ownership = fake::ownership();
-        let request = fake::request(&bundle, &ownership, Mode::DryRun);
-
-        let report = apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap();
+        let report = fake.apply(&bundle, Mode::DryRun).await.unwrap();
         assert!(report.dry_run);
         let requests = fake.requests();
         let writes: Vec<&String> = requests

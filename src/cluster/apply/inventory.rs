@@ -114,11 +114,7 @@ mod tests {
         let fake = Fake::new();
         let mut bundle = objects("ConfigMap", "config", 3);
         bundle.push(object("Deployment", None, "web"));
-        let ownership = fake::ownership();
-        let request = fake::request(&bundle, &ownership, Mode::Apply);
-        apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap();
+        fake.apply(&bundle, Mode::Apply).await.unwrap();
 
         let requests = fake.requests();
         let parent_writes = positions(&requests, |r| {
@@ -146,11 +142,7 @@ mod tests {
         let mut bundle = objects("ConfigMap", "config", 2);
         bundle.push(object("Service", None, "web"));
         bundle.push(object("Deployment", None, "web"));
-        let ownership = fake::ownership();
-        let request = fake::request(&bundle, &ownership, Mode::Apply);
-        apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap();
+        fake.apply(&bundle, Mode::Apply).await.unwrap();
 
         let inventory = stored_inventory(&fake);
         let listed: Vec<(String, String, String)> = inventory

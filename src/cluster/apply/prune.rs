@@ -155,11 +155,7 @@ mod tests {
             object("ConfigMap", None, "keep"),
             object("ConfigMap", None, "stale"),
         ];
-        let ownership = fake::ownership();
-        let request = fake::request(&first, &ownership, Mode::Apply);
-        apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap();
+        fake.apply(&first, Mode::Apply).await.unwrap();
     }
 
     #[tokio::test]
@@ -215,12 +211,7 @@ mod tests {
             "configmaps \"stale\" is forbidden: User \"ci\" cannot delete resource \"configmaps\" in API group \"\" in the namespace \"demo\"",
         ));
         let bundle = vec![object("ConfigMap", None, "keep")];
-        let ownership = fake::ownership();
-        let request = fake::request(&bundle, &ownership, Mode::Apply);
-
-        let failure = apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap_err();
+        let failure = fake.apply(&bundle, Mode::Apply).await.unwrap_err();
         assert_eq!(failure.stage, Some(Stage::Prune));
         let Error::Request(error) = &failure.error else {
             panic!("not a request error: {:?}", failure.error);

@@ -366,10 +366,10 @@ mod tests {
 
     use http::Method;
 
-    use crate::cluster::apply::{Action, SERVICE_WRITE_CONCURRENCY, apply};
+    use crate::cluster::apply::{Action, SERVICE_WRITE_CONCURRENCY};
     use crate::cluster::error::{Checkpoint, Error, Verb};
-    use crate::cluster::fake::{self, Fake, Recorded, Rule, object, objects, positions};
-    use crate::cluster::{Mode, NoopReporter, Stage};
+    use crate::cluster::fake::{Fake, Recorded, Rule, object, objects, positions};
+    use crate::cluster::{Mode, Stage};
 
     #[tokio::test]
     async fn a_write_refused_after_its_dry_run_passed_stops_at_its_step() {
@@ -381,12 +381,7 @@ mod tests {
         ));
         let mut bundle = objects("ConfigMap", "config", 2);
         bundle.push(object("Deployment", None, "web"));
-        let ownership = fake::ownership();
-        let request = fake::request(&bundle, &ownership, Mode::Apply);
-
-        let failure = apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap_err();
+        let failure = fake.apply(&bundle, Mode::Apply).await.unwrap_err();
         assert_eq!(failure.stage, Some(Stage::Step { number: 2, of: 2 }));
         let Error::Rejected {
             at, count, first, ..
@@ -423,12 +418,7 @@ mod tests {
         fake.set_delay(Duration::from_millis(20));
         let mut bundle = objects("Service", "svc", 20);
         bundle.extend(objects("ConfigMap", "config", 20));
-        let ownership = fake::ownership();
-        let request = fake::request(&bundle, &ownership, Mode::Apply);
-
-        apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap();
+        fake.apply(&bundle, Mode::Apply).await.unwrap();
         let services = fake.max_in_flight("services", false);
         let config_maps = fake.max_in_flight("configmaps", false);
         assert_eq!(services, SERVICE_WRITE_CONCURRENCY);
@@ -441,12 +431,7 @@ mod tests {
     async fn a_single_object_is_applied_without_a_dry_run() {
         let fake = Fake::new();
         let bundle = vec![object("ConfigMap", None, "only")];
-        let ownership = fake::ownership();
-        let request = fake::request(&bundle, &ownership, Mode::Apply);
-
-        let report = apply(&fake.client(), &request, &NoopReporter)
-            .await
-            .unwrap();
+        let report = fake.apply(&bundle, Mode::Apply).await.unwrap();
         assert_eq!(report.objects[0].action, Action::Created);
         let requests = fake.requests();
         assert!(!requests.iter().any(Recorded::dry_run));
