@@ -23,6 +23,7 @@ pub mod format;
 pub mod index;
 pub mod keys;
 pub mod normalize;
+pub mod remap;
 pub mod store;
 
 /// Progress of `backup create`, reported by the operation; the UI draws it.

@@ -67,8 +67,9 @@ pub fn skip_reason(object: &Value) -> Option<&'static str> {
     }
 }
 
-/// Strips server-set fields: metadata ([`SERVER_METADATA`]), `status`, an allocated Service
-/// `clusterIP`/`clusterIPs`, and the Namespace `spec.finalizers` the server adds.
+/// Strips server-set fields: metadata ([`SERVER_METADATA`]), `status`, and the Namespace
+/// `spec.finalizers` the server adds. A Service keeps its `clusterIP`, `clusterIPs` and node
+/// ports: `ferry restore` drops them unless `--keep-cluster-ips` ([`super::remap`]).
 pub fn normalize(mut object: Value) -> Value {
     let kind = object
         .get("kind")
@@ -89,18 +90,11 @@ pub fn normalize(mut object: Value) -> Value {
                 meta.remove("annotations");
             }
         }
-        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-            match kind.as_str() {
-                "Service" if spec.get("clusterIP").and_then(Value::as_str) != Some("None") => {
-                    spec.remove("clusterIP");
-                    spec.remove("clusterIPs");
-                }
-                "Namespace" => {
-                    spec.remove("finalizers");
-                }
-                _ => {}
-            }
-            if spec.is_empty() && kind == "Namespace" {
+        if kind == "Namespace"
+            && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
+        {
+            spec.remove("finalizers");
+            if spec.is_empty() {
                 obj.remove("spec");
             }
         }
@@ -182,10 +176,9 @@ mod tests {
             normalize(live),
             json!({"apiVersion": "v1", "kind": "Service",
                    "metadata": {"name": "web", "labels": {"a": "b"}},
-                   "spec": {"ports": [{"port": 80}]}})
+                   "spec": {"clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.9"],
+                            "ports": [{"port": 80}]}})
         );
-        let headless = json!({"kind": "Service", "metadata": {}, "spec": {"clusterIP": "None"}});
-        assert_eq!(normalize(headless)["spec"]["clusterIP"], "None");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod lint;
 mod provision;
 mod release;
 mod render;
+mod restore;
 mod status;
 
 use std::path::PathBuf;
@@ -78,6 +79,9 @@ enum Command {
     /// Encrypted, self-verifying backups of an environment: keygen, create, list, verify, prune,
     /// probe.
     Backup(backup::BackupArgs),
+    /// Recreate an environment from a backup: verified first, along the dependency plan,
+    /// images pushed, history restored, every workload waited for.
+    Restore(restore::RestoreArgs),
 }
 
 /// Flags naming the environment and overriding its values.
@@ -225,6 +229,7 @@ fn run(cli: &Cli, printer: &Printer) -> CommandResult {
         Command::History(args) => history::run(args, &cli.global, printer),
         Command::Rollback(args) => release::run_rollback(args, &cli.global, printer),
         Command::Backup(args) => backup::run(args, &cli.global, printer),
+        Command::Restore(args) => restore::run(args, &cli.global, printer),
     }
 }
 

@@ -445,6 +445,9 @@ pub enum Error {
         /// Its `applyset.kubernetes.io/tooling` annotation.
         tooling: String,
     },
+    /// A run of restored objects (no set) was asked to prune: there is nothing it owns.
+    #[error("objects applied as they are belong to no set, so nothing can be pruned")]
+    PruneAsIs,
 }
 
 /// Where objects were refused.
@@ -479,7 +482,9 @@ impl Diagnostic for Error {
         match self {
             Error::Request(e) => e.exit_status(),
             Error::Discovery { source } => source.exit_status(),
-            Error::UnknownKind { .. } | Error::ForeignParent { .. } => ExitStatus::BadInput,
+            Error::UnknownKind { .. } | Error::ForeignParent { .. } | Error::PruneAsIs => {
+                ExitStatus::BadInput
+            }
             Error::Plan(e) => e.exit_status(),
             Error::Rejected { first, .. } => first.exit_status(),
             Error::NotEstablished { .. } => ExitStatus::Failure,
@@ -512,6 +517,7 @@ impl Diagnostic for Error {
                 "use another environment namespace, or delete the parent if that tool no longer manages it"
                     .to_string(),
             ],
+            Error::PruneAsIs => Vec::new(),
         }
     }
 }

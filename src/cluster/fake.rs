@@ -669,6 +669,7 @@ pub(crate) fn request<'a>(
         establish_timeout: Duration::from_secs(5),
         parent_annotations: BTreeMap::new(),
         capture: false,
+        members: Default::default(),
     }
 }
 

@@ -34,8 +34,8 @@ pub mod status;
 pub mod throttle;
 
 pub use apply::{
-    Action, ApplyFailure, ApplyReport, ApplyRequest, Mode, ObjectResult, PreparedApply, Stage,
-    prepare,
+    Action, ApplyFailure, ApplyReport, ApplyRequest, Members, Mode, ObjectResult, PreparedApply,
+    Stage, prepare,
 };
 pub use applyset::Ownership;
 pub use connect::{Cluster, ConnectError, ConnectOptions, connect};

@@ -249,6 +249,7 @@ pub async fn apply(
             prepared.bundle.templates_digest.clone(),
         )]),
         capture: false,
+        members: Default::default(),
     };
     match cluster::apply::apply(&cluster.client, &request, reporter).await {
         Ok(report) => Ok(ApplyOutcome {

@@ -236,16 +236,17 @@ pub struct BackupTarget {
 
 /// The resolved environment and its backup policy.
 #[derive(Debug)]
-struct Resolved {
-    app: String,
-    environment: String,
-    namespace: String,
-    context: String,
-    policy: BackupPolicy,
-    store: Store,
+pub(crate) struct Resolved {
+    pub(crate) app: String,
+    pub(crate) environment: String,
+    pub(crate) namespace: String,
+    pub(crate) context: String,
+    pub(crate) policy: BackupPolicy,
+    pub(crate) store: Store,
 }
 
-fn resolve(target: &BackupTarget) -> Result<Resolved, Error> {
+/// The environment of `target`, its backup policy and its store.
+pub(crate) fn resolve(target: &BackupTarget) -> Result<Resolved, Error> {
     let root = match &target.project {
         Some(dir) => dir.clone(),
         None => Project::find_root(&target.cwd)?,
@@ -875,7 +876,8 @@ pub struct ListOutcome {
     pub backups: Vec<BackupSummary>,
 }
 
-async fn read_indexes(store: &Store) -> Result<Vec<Index>, Error> {
+/// Every backup's index in the store, oldest first.
+pub(crate) async fn read_indexes(store: &Store) -> Result<Vec<Index>, Error> {
     let mut out = Vec::new();
     for listed in store.list("backups/").await? {
         if !listed.key.ends_with(".index.json") {
@@ -1089,7 +1091,8 @@ async fn get_checked(
     }
 }
 
-async fn verify_one(
+/// Checks one backup (see [`verify`]); records nothing.
+pub(crate) async fn verify_one(
     store: &Store,
     idx: &Index,
     identity: Option<&Identities>,

@@ -118,6 +118,7 @@ pub async fn diff(opts: &DiffOptions) -> Result<DiffOutcome, Error> {
             prepared.bundle.templates_digest.clone(),
         )]),
         capture: true,
+        members: Default::default(),
     };
     let report = cluster::apply::apply(&cluster.client, &request, &NoopReporter)
         .await

@@ -329,6 +329,7 @@ pub async fn provision(
         establish_timeout: Duration::from_secs(60),
         parent_annotations: BTreeMap::new(),
         capture: false,
+        members: Default::default(),
     };
     let report = cluster::apply::apply(&cluster.client, &request, reporter)
         .await

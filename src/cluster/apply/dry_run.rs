@@ -187,11 +187,16 @@ impl Engine<'_> {
         unlabelled: Option<Value>,
     ) -> ObjectResult {
         let labelled = self.live.get(&d.key).and_then(|l| l.value.clone());
-        let is_labelled = self.live.contains_key(&d.key);
+        // Restored objects have no set: whatever exists is compared with what it would become.
+        let is_labelled = self.live.contains_key(&d.key) || self.request.members.as_is();
         let mut result = d.result(Action::Unchanged, step);
         result.generation = response.metadata.generation;
         result.after = serde_json::to_value(response).ok();
-        result.before = if is_labelled { labelled } else { unlabelled };
+        result.before = if self.live.contains_key(&d.key) {
+            labelled
+        } else {
+            unlabelled
+        };
         result.action = match (&result.before, is_labelled) {
             (None, _) => Action::Created,
             (Some(_), false) => Action::Adopted,

@@ -85,6 +85,33 @@ pub struct ApplyRequest<'a> {
     pub parent_annotations: BTreeMap<String, String>,
     /// Keep full before/after objects in the results (for diffs).
     pub capture: bool,
+    /// Whose objects these are: the set's members, or objects restored as they were.
+    pub members: Members<'a>,
+}
+
+/// Whose objects a run applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Members<'a> {
+    /// Members of the request's ownership: labelled with its set, recorded in its parent's
+    /// inventory, pruned when they leave the bundle.
+    #[default]
+    Owned,
+    /// Objects restored as they were (`ferry restore`): each keeps its own labels and is
+    /// applied by the field manager at its index in `field_managers` (the request's own for
+    /// an index past the end). No parent is read or written and nothing is pruned; the
+    /// records of what was applied are returned in [`ApplyReport::records`]. A dry run
+    /// compares every object that exists with what the apply would make of it.
+    AsIs {
+        /// The field manager of each object, by index into the request's objects.
+        field_managers: &'a [String],
+    },
+}
+
+impl Members<'_> {
+    /// True for [`Members::AsIs`].
+    pub fn as_is(&self) -> bool {
+        matches!(self, Members::AsIs { .. })
+    }
 }
 
 /// What happened to one object.
@@ -162,6 +189,10 @@ pub struct ApplyReport {
     pub pruned: Vec<ObjectResult>,
     /// Objects that carry the set's label but were never applied by Ferry: left alone.
     pub kept: Vec<ObjectRef>,
+    /// [`Members::AsIs`]: the inventory record of every object applied (its uid and the
+    /// digests of what was applied and of its field manager's fields), in no order.
+    #[serde(skip)]
+    pub records: Vec<Record>,
 }
 
 impl ApplyReport {
@@ -227,6 +258,8 @@ struct Desired {
     template: Option<PathBuf>,
     /// False when the kind is only defined by a CRD of this bundle.
     served: bool,
+    /// The field manager that applies it.
+    field_manager: String,
 }
 
 impl Desired {
@@ -378,6 +411,23 @@ impl<'a> Engine<'a> {
         resolver.learn_definitions(request.objects);
         let (desired, entries) = resolve_all(&resolver, request)?;
         let plan = crate::plan::plan(&entries).map_err(|e| Error::Plan(Box::new(e)))?;
+        if request.members.as_is() {
+            if request.prune {
+                return Err(Error::PruneAsIs);
+            }
+            return Ok(Engine {
+                client,
+                request,
+                bundle_namespaces: bundle_namespaces(&desired),
+                desired,
+                plan,
+                previous: BTreeMap::new(),
+                parent: Parent::default(),
+                live: BTreeMap::new(),
+                records: BTreeMap::new(),
+                parent_ready: true,
+            });
+        }
         let parent = applyset::read_parent(client, request.ownership).await?;
         tracing::debug!(
             elapsed = ?started.elapsed(),
@@ -404,11 +454,7 @@ impl<'a> Engine<'a> {
         )
         .await?;
         tracing::debug!(elapsed = ?started.elapsed(), members = live.len(), "listed the live members");
-        let bundle_namespaces = desired
-            .iter()
-            .filter(|d| d.id.kind == "Namespace" && d.resolved.resource.group.is_empty())
-            .map(|d| d.id.name.clone())
-            .collect();
+        let bundle_namespaces = bundle_namespaces(&desired);
         let previous = parent
             .inventory
             .objects
@@ -474,6 +520,10 @@ impl<'a> Engine<'a> {
                 .await
                 .map_err(|e| (Stage::Prune, e))?;
         }
+        if self.request.members.as_is() {
+            report.records = self.records.values().cloned().collect();
+            return Ok(());
+        }
         self.write_inventory()
             .await
             .map_err(|e| (Stage::Inventory, e))?;
@@ -490,6 +540,15 @@ impl<'a> Engine<'a> {
     }
 }
 
+/// The namespaces the bundle creates.
+fn bundle_namespaces(desired: &[Desired]) -> BTreeSet<String> {
+    desired
+        .iter()
+        .filter(|d| d.id.kind == "Namespace" && d.resolved.resource.group.is_empty())
+        .map(|d| d.id.name.clone())
+        .collect()
+}
+
 /// Resolves, namespaces and labels every object of the request; with each, its entry for the
 /// dependency plan (same order).
 fn resolve_all(
@@ -497,10 +556,20 @@ fn resolve_all(
     request: &ApplyRequest<'_>,
 ) -> Result<(Vec<Desired>, Vec<Entry>), Error> {
     let mut cache: BTreeMap<(String, String), Option<(Resolved, bool)>> = BTreeMap::new();
-    let labels = request.ownership.member_labels();
+    let labels = match request.members {
+        Members::Owned => request.ownership.member_labels(),
+        Members::AsIs { .. } => BTreeMap::new(),
+    };
+    let field_manager = |index: usize| {
+        match request.members {
+            Members::AsIs { field_managers } => field_managers.get(index).cloned(),
+            Members::Owned => None,
+        }
+        .unwrap_or_else(|| request.ownership.field_manager.clone())
+    };
     let mut desired = Vec::with_capacity(request.objects.len());
     let mut entries = Vec::with_capacity(request.objects.len());
-    for object in request.objects {
+    for (index, object) in request.objects.iter().enumerate() {
         let lookup = cache
             .entry((object.id.api_version.clone(), object.id.kind.clone()))
             .or_insert_with(|| {
@@ -534,15 +603,17 @@ fn resolve_all(
             metadata.remove("namespace");
             id.namespace = None;
         }
-        let entry = metadata
-            .entry("labels")
-            .or_insert_with(|| Value::Object(serde_json::Map::new()));
-        if !entry.is_object() {
-            *entry = Value::Object(serde_json::Map::new());
-        }
-        if let Some(map) = entry.as_object_mut() {
-            for (key, value) in &labels {
-                map.insert(key.clone(), Value::String(value.clone()));
+        if !labels.is_empty() {
+            let entry = metadata
+                .entry("labels")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(serde_json::Map::new());
+            }
+            if let Some(map) = entry.as_object_mut() {
+                for (key, value) in &labels {
+                    map.insert(key.clone(), Value::String(value.clone()));
+                }
             }
         }
         let key = Key::new(
@@ -563,6 +634,7 @@ fn resolve_all(
             resolved,
             body,
             served,
+            field_manager: field_manager(index),
         });
     }
     Ok((desired, entries))

@@ -168,7 +168,7 @@ impl Engine<'_> {
         response: &DynamicObject,
         step: usize,
     ) -> (ObjectResult, Record) {
-        let manager = &self.request.ownership.field_manager;
+        let manager = &d.field_manager;
         let meta = &response.metadata;
         let action = match self.live.get(&d.key) {
             Some(live) if meta.resource_version.as_deref() == Some(&live.resource_version) => {
@@ -327,9 +327,13 @@ fn requests<'a>(
         .map(move |index| {
             let d = &objects[index];
             async move {
+                let params = PatchParams {
+                    field_manager: Some(d.field_manager.clone()),
+                    ..params.clone()
+                };
                 let outcome = d
                     .api(client)
-                    .patch(&d.id.name, params, &Patch::Apply(&d.body))
+                    .patch(&d.id.name, &params, &Patch::Apply(&d.body))
                     .await
                     .map_err(|e| RequestError::new(verb, d.target(), &e));
                 (index, outcome)

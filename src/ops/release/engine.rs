@@ -737,11 +737,12 @@ pub(super) fn apply_request<'a>(
             templates_digest.to_string(),
         )]),
         capture: false,
+        members: Default::default(),
     }
 }
 
 /// The workloads the apply returned, pinned to the generations it returned.
-pub(super) fn workloads_of(objects: &[ObjectResult], namespace: &str) -> Vec<Workload> {
+pub(crate) fn workloads_of(objects: &[ObjectResult], namespace: &str) -> Vec<Workload> {
     objects
         .iter()
         .filter_map(|r| {

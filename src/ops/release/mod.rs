@@ -21,6 +21,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use engine::Session;
+pub(crate) use engine::workloads_of;
 pub use engine::{Environment, ReleaseBundle};
 
 use super::apply::ClusterOptions;
