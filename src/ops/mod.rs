@@ -12,6 +12,7 @@ pub mod prepare;
 pub mod provision;
 pub mod release;
 pub mod render;
+pub mod restore;
 pub mod status;
 pub mod target;
 

@@ -1,0 +1,3 @@
+//! `ferry restore`: an environment recreated from a backup, images included.
+
+pub mod images;
