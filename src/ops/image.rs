@@ -326,7 +326,12 @@ pub async fn push_images(
             .push(&request, reporter)
             .await
             .map_err(registry_err)?;
-        record_lock(&project.root, name, spec, &build.digest)?;
+        // Where the image now is: ferry.yaml's repository as written, or on `--registry`.
+        let pushed = match &opts.registry {
+            Some(_) => target.name(),
+            None => spec.repository.clone(),
+        };
+        record_lock(&project.root, name, spec, &build.digest, Some(&pushed))?;
         images.push(PushedImage {
             build,
             push: Some(outcome),
@@ -454,7 +459,7 @@ async fn build_one(
                 source: e,
             })
         })?;
-        record_lock(&project.root, name, spec, &built.manifest.digest)?;
+        record_lock(&project.root, name, spec, &built.manifest.digest, None)?;
     }
     Ok(ImageReport {
         name: name.to_string(),
@@ -833,21 +838,22 @@ fn stat_tree(path: &Path, out: &mut Vec<serde_json::Value>) -> Result<(), image:
     Ok(())
 }
 
-/// Records `name → (repository, digest)` in `target/ferry/images.lock`, keeping other
-/// entries. The repository is the one of `ferry.yaml`, so `render` pins to it.
-fn record_lock(root: &Path, name: &str, spec: &ImageSpec, digest: &str) -> Result<(), Error> {
+/// Records `name → (repository, where it is, digest)` in `target/ferry/images.lock`, keeping
+/// other entries: `pushed` is the `host/repository` a push put it in, `None` for a build
+/// (see [`images_lock::record`]), so `render` pins to the registry that holds the image.
+fn record_lock(
+    root: &Path,
+    name: &str,
+    spec: &ImageSpec,
+    digest: &str,
+    pushed: Option<&str>,
+) -> Result<(), Error> {
     let path = images_lock::images_lock_path(root);
-    let mut lock: BTreeMap<String, images_lock::LockedImage> = std::fs::read_to_string(&path)
+    let mut lock: images_lock::Lock = std::fs::read_to_string(&path)
         .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
+        .and_then(|t| images_lock::parse(&t, &path).ok())
         .unwrap_or_default();
-    lock.insert(
-        name.to_string(),
-        images_lock::LockedImage {
-            repository: spec.repository.clone(),
-            digest: digest.to_string(),
-        },
-    );
+    images_lock::record(&mut lock, name, &spec.repository, digest, pushed);
     let io = |source| Error::Lock {
         path: path.clone(),
         source,

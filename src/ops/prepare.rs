@@ -86,7 +86,7 @@ pub fn prepare(opts: &ProjectOptions) -> Result<Prepared, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let env = project.resolve(&opts.environment, &sets)?;
     let templates = Templates::load(&project.root)?;
-    let pinned = images_lock::pinned_digests(&project.root, &project.file.images)?;
+    let pinned = images_lock::pinned_references(&project.root, &project.file.images)?;
     let bundle = render::render(&templates, &env, &pinned)?;
     Ok(Prepared {
         project,

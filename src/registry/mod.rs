@@ -4,8 +4,9 @@
 //! fallback), pulls verified against their digests, and anonymous, basic and bearer-token
 //! auth with credentials from the Docker config and credential helpers.
 //!
-//! An adapter: it does network I/O and nothing else. It reads blobs from, and writes pulled
-//! blobs into, an [`crate::image::Layout`]; what to push is decided by `ops::image`.
+//! An adapter: it does network I/O and nothing else. It reads blobs from (or is handed them
+//! in memory), and writes pulled blobs into, an [`crate::image::Layout`]; what to push is
+//! decided by `ops::image` and `ops::restore::images`.
 //! Plain HTTP is allowed only for loopback registries (`--insecure`).
 
 pub mod auth;

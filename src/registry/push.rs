@@ -210,6 +210,38 @@ impl Client {
         })
     }
 
+    /// `HEAD /v2/<repository>/manifests/<reference>` (a tag or digest): the manifest's
+    /// digest when the repository has it, `None` when not.
+    ///
+    /// # Errors
+    /// Transport, auth and status errors.
+    pub async fn has_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<String>, Error> {
+        self.manifest_exists(&Op::new("manifest check", repository, false), reference)
+            .await
+    }
+
+    /// `PUT /v2/<repository>/manifests/<digest>`: puts a manifest or index by its own digest
+    /// (no tag), after the blobs (or child manifests) it references. Returns the digest.
+    ///
+    /// # Errors
+    /// Transport, auth and status errors (e.g. `MANIFEST_BLOB_UNKNOWN`);
+    /// [`Error::DigestMismatch`] when the registry acknowledges another digest.
+    pub async fn put_manifest_by_digest(
+        &self,
+        repository: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<String, Error> {
+        let digest = oci::sha256_digest(&bytes);
+        self.put_manifest(repository, &digest, media_type, &bytes)
+            .await?;
+        Ok(digest)
+    }
+
     /// `HEAD /v2/<repo>/manifests/<reference>`: the digest when present.
     async fn manifest_exists(&self, op: &Op, reference: &str) -> Result<Option<String>, Error> {
         let url = self.url(&format!("/v2/{}/manifests/{reference}", op.repository));
@@ -264,9 +296,7 @@ impl Client {
         mount_from: &[String],
     ) -> Result<BlobAction, Error> {
         let op = Op::new("blob upload", repo, true);
-        let head_url = self.url(&format!("/v2/{repo}/blobs/{}", blob.digest));
-        let head = self.send(&op, || self.http().head(&head_url)).await?;
-        if head.status() == StatusCode::OK {
+        if self.blob_exists(&op, &blob.digest).await? {
             return Ok(BlobAction::Existed);
         }
         let mut location = None;
@@ -291,17 +321,61 @@ impl Client {
                 _ => {}
             }
         }
-        if blob.size > self.options.monolithic_limit {
-            return self.upload_chunked(&op, blob, location).await;
+        let bytes = read_blob(blob).await?;
+        self.upload(&op, &blob.digest, bytes, location).await
+    }
+
+    /// `HEAD /v2/<repository>/blobs/<digest>`: true when the repository has the blob.
+    ///
+    /// # Errors
+    /// Transport and auth errors.
+    pub async fn has_blob(&self, repository: &str, digest: &str) -> Result<bool, Error> {
+        self.blob_exists(&Op::new("blob check", repository, false), digest)
+            .await
+    }
+
+    /// Uploads a blob held in memory (no HEAD first: see [`Client::has_blob`]), in one PUT
+    /// up to [`super::ClientOptions::monolithic_limit`], else in chunks. The caller has
+    /// checked that `bytes` hash to `digest`; the registry checks it again.
+    ///
+    /// # Errors
+    /// Transport, auth and status errors; [`Error::DigestMismatch`] when the registry
+    /// acknowledges another digest.
+    pub async fn upload_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        bytes: Bytes,
+    ) -> Result<BlobAction, Error> {
+        let op = Op::new("blob upload", repository, true);
+        self.upload(&op, digest, bytes, None).await
+    }
+
+    async fn blob_exists(&self, op: &Op, digest: &str) -> Result<bool, Error> {
+        let url = self.url(&format!("/v2/{}/blobs/{digest}", op.repository));
+        let head = self.send(op, || self.http().head(&url)).await?;
+        Ok(head.status() == StatusCode::OK)
+    }
+
+    /// Uploads `bytes` at `location` (a new upload when `None`): one PUT, or chunks above the
+    /// monolithic limit or when the registry refuses the single PUT.
+    async fn upload(
+        &self,
+        op: &Op,
+        digest: &str,
+        bytes: Bytes,
+        location: Option<String>,
+    ) -> Result<BlobAction, Error> {
+        if bytes.len() as u64 > self.options.monolithic_limit {
+            return self.upload_chunked(op, digest, bytes, location).await;
         }
         let location = match location {
             Some(l) => l,
-            None => self.start_upload(&op).await?.0,
+            None => self.start_upload(op).await?.0,
         };
-        let bytes = read_blob(blob).await?;
-        let url = with_digest(&location, &blob.digest);
+        let url = with_digest(&location, digest);
         let resp = self
-            .send(&op, || {
+            .send(op, || {
                 self.http()
                     .put(&url)
                     .header(CONTENT_TYPE, "application/octet-stream")
@@ -311,14 +385,16 @@ impl Client {
             .await?;
         match resp.status() {
             StatusCode::CREATED | StatusCode::NO_CONTENT => {
-                self.check_digest(&resp, repo, &blob.digest)?;
+                self.check_digest(&resp, &op.repository, digest)?;
                 Ok(BlobAction::Uploaded)
             }
             StatusCode::PAYLOAD_TOO_LARGE | StatusCode::RANGE_NOT_SATISFIABLE => {
-                tracing::debug!(digest = %blob.digest, "monolithic upload refused; falling back to chunks");
-                self.upload_chunked(&op, blob, None).await
+                tracing::debug!(%digest, "monolithic upload refused; falling back to chunks");
+                self.upload_chunked(op, digest, bytes, None).await
             }
-            status => Err(self.status_error(repo, "blob upload", status, resp).await),
+            status => Err(self
+                .status_error(&op.repository, "blob upload", status, resp)
+                .await),
         }
     }
 
@@ -348,7 +424,8 @@ impl Client {
     async fn upload_chunked(
         &self,
         op: &Op,
-        blob: &Blob,
+        digest: &str,
+        bytes: Bytes,
         location: Option<String>,
     ) -> Result<BlobAction, Error> {
         let (mut location, min) = match location {
@@ -356,7 +433,6 @@ impl Client {
             None => self.start_upload(op).await?,
         };
         let chunk = self.options.chunk_size.max(min).max(1);
-        let bytes = read_blob(blob).await?;
         let mut start = 0u64;
         let mut chunks = 0;
         while start < bytes.len() as u64 {
@@ -384,13 +460,13 @@ impl Client {
             start = end;
             chunks += 1;
         }
-        let url = with_digest(&location, &blob.digest);
+        let url = with_digest(&location, digest);
         let resp = self
             .send(op, || self.http().put(&url).header(CONTENT_LENGTH, 0))
             .await?;
         match resp.status() {
             StatusCode::CREATED | StatusCode::NO_CONTENT => {
-                self.check_digest(&resp, &op.repository, &blob.digest)?;
+                self.check_digest(&resp, &op.repository, digest)?;
                 Ok(BlobAction::UploadedChunked { chunks })
             }
             status => Err(self

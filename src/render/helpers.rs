@@ -24,7 +24,7 @@ pub const HELPERS: &[&str] = &[
 ];
 
 /// Registers every helper on `registry`; `secret` reads from `secrets`, `image` resolves
-/// against `images` and the digests in `pinned` (name → `sha256:…`).
+/// against `images` and the references in `pinned` (name → `host/repository@sha256:…`).
 pub fn register<'reg>(
     registry: &mut Handlebars<'reg>,
     secrets: &'reg SecretStore,
@@ -266,7 +266,8 @@ impl HelperDef for SecretHelper<'_> {
     }
 }
 
-/// `{{image "web"}}`: `repository@sha256:…` when a digest is known, else `repository:tag`.
+/// `{{image "web"}}`: the pinned reference (`<repository it was pushed to>@sha256:…`) when
+/// the lock has one, else `repository@<digest:>` from `ferry.yaml`, else `repository:tag`.
 struct ImageHelper<'a> {
     images: &'a BTreeMap<String, ImageSpec>,
     pinned: &'a BTreeMap<String, String>,
@@ -290,7 +291,9 @@ impl HelperDef for ImageHelper<'_> {
     }
 }
 
-/// The reference a workload should run for image `name`.
+/// The reference a workload should run for image `name`: `pinned[name]` (a full
+/// `host/repository@sha256:…` from the lock), else `ferry.yaml`'s `repository@digest`, else
+/// `repository:tag`.
 pub fn image_reference(
     name: &str,
     images: &BTreeMap<String, ImageSpec>,
@@ -307,7 +310,10 @@ pub fn image_reference(
             }
         )
     })?;
-    if let Some(digest) = pinned.get(name).or(spec.digest.as_ref()) {
+    if let Some(reference) = pinned.get(name) {
+        return Ok(reference.clone());
+    }
+    if let Some(digest) = &spec.digest {
         return Ok(format!("{}@{digest}", spec.repository));
     }
     Ok(format!(

@@ -277,8 +277,9 @@ pub fn object_yaml(value: &Value) -> String {
     emit::to_yaml(value)
 }
 
-/// Renders every template of `templates` for `env`. `pinned` maps image names to digests
-/// known from a build or push.
+/// Renders every template of `templates` for `env`. `pinned` maps image names to the
+/// references known from a build or push (`host/repository@sha256:…`, see
+/// [`crate::project::images_lock::pinned_references`]).
 ///
 /// # Errors
 /// The first error in template order: syntax, render, YAML, not-an-object, duplicate.

@@ -153,14 +153,18 @@ fn helpers_produce_expected_text() {
 }
 
 #[test]
-fn image_uses_the_pinned_digest() {
+fn image_uses_the_pinned_reference() {
     let fixture = Fixture::new(&[("a.yaml.hbs", &cm("  img: {{image \"web\"}}"))]);
     let digest = format!("sha256:{}", "a".repeat(64));
-    let pinned = BTreeMap::from([("web".to_string(), digest.clone())]);
+    // Pushed with `--registry mirror.example`: the lock names the registry that holds it.
+    let pinned = BTreeMap::from([(
+        "web".to_string(),
+        format!("mirror.example/shop/web@{digest}"),
+    )]);
     let (bundle, _) = fixture.render(&pinned).unwrap();
     assert_eq!(
         bundle.objects[0].value["data"]["img"],
-        format!("reg.example/shop/web@{digest}")
+        format!("mirror.example/shop/web@{digest}")
     );
 }
 

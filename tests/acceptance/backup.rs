@@ -96,15 +96,15 @@ async fn ferry_env(project: &Path, args: &[&str], envs: &[(&str, String)]) -> Ru
 
 /// The demo released to a fresh namespace, running a pushed image by digest, with an age
 /// identity whose recipient is in `backup.recipients`.
-struct Released {
-    ns: TestNamespace,
-    project: Project,
-    identity: PathBuf,
-    recipient: String,
-    image: String,
+pub(crate) struct Released {
+    pub(crate) ns: TestNamespace,
+    pub(crate) project: Project,
+    pub(crate) identity: PathBuf,
+    pub(crate) recipient: String,
+    pub(crate) image: String,
 }
 
-async fn released(prefix: &str, backup_extra: &str, layer_bytes: usize) -> Released {
+pub(crate) async fn released(prefix: &str, backup_extra: &str, layer_bytes: usize) -> Released {
     let ns = TestNamespace::new(prefix).await;
     let project = Project::demo(ns.name(), "");
     let image = push_image(project.path(), layer_bytes);
@@ -150,7 +150,7 @@ async fn released(prefix: &str, backup_extra: &str, layer_bytes: usize) -> Relea
 }
 
 /// The `backup` event of a `backup create --output json`.
-fn created(run: &Run) -> Value {
+pub(crate) fn created(run: &Run) -> Value {
     run.assert_code(0, "backup create");
     let events = run.events();
     assert_eq!(events.last().expect("events")["event"], "finished");

@@ -152,12 +152,16 @@ fn two_builds_in_different_directories_and_umasks_give_one_digest_accepted_by_sk
     assert_eq!(second["images"][0]["verify"]["reproducible"], true);
     assert_eq!(first["images"][0]["findings"], json!([]));
 
-    // The lock pins render/release to this digest.
+    // The lock pins render/release to this digest, in ferry.yaml's repository (a build
+    // pushes nothing).
     let lock: Value = serde_json::from_slice(
         &std::fs::read(a.path().join("target/ferry/images.lock")).expect("lock"),
     )
     .expect("lock JSON");
-    assert_eq!(lock["app"], json!({"repository": repo, "digest": digest}));
+    assert_eq!(
+        lock["app"],
+        json!({"repository": repo, "pushed": repo, "digest": digest})
+    );
 
     // Independent checkers accept the layout and agree on the digest.
     let layout = a.path().join("target/ferry/images/app");
@@ -843,4 +847,92 @@ fn hardening_errors_stop_the_build_and_keep_the_previous_layout() {
         good,
         "layout untouched"
     );
+}
+
+/// `ferry image push web --registry R` records where the image really went, and `ferry render`
+/// pins the workload to it on R, by digest (not to ferry.yaml's `localhost:5000`).
+#[tokio::test]
+async fn render_pins_the_image_to_the_registry_it_was_pushed_to() {
+    use crate::support::project::{Project as Demo, ferry as ferry_cmd};
+    let registry = cluster().registry().to_string();
+    let path = format!("ferry-test/{}/web", unique_name("pushed"));
+    let demo = Demo::demo("render-only", "");
+    let yaml = std::fs::read_to_string(demo.path().join("ferry.yaml")).expect("ferry.yaml");
+    let from = "repository: localhost:5000/demo/web\n";
+    assert!(yaml.contains(from), "the demo's image moved");
+    demo.write(
+        "ferry.yaml",
+        &yaml.replace(from, &format!("repository: localhost:5000/{path}\n")),
+    );
+    // The demo's binary (demo/web/build makes the real one): any bytes pack into an image.
+    demo.write("demo/web/dist/web", "\x7fELF a pretend demo server\n");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    demo.write(
+        "demo/web/Cargo.lock",
+        &std::fs::read_to_string(root.join("demo/web/Cargo.lock")).expect("demo Cargo.lock"),
+    );
+
+    let push = ferry_cmd(
+        demo.path(),
+        &[
+            "image",
+            "push",
+            "web",
+            "--registry",
+            &registry,
+            "--insecure",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    push.assert_code(0, "image push");
+    let pushed: Value = serde_json::from_str(&push.stdout).expect("push JSON");
+    let digest = pushed["images"][0]["build"]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let pinned = format!("{registry}/{path}@{digest}");
+    assert_eq!(pushed["images"][0]["push"]["reference"], pinned.as_str());
+    let lock: Value = serde_json::from_slice(
+        &std::fs::read(demo.path().join("target/ferry/images.lock")).expect("lock"),
+    )
+    .expect("lock JSON");
+    assert_eq!(
+        lock["web"],
+        json!({
+            "repository": format!("localhost:5000/{path}"),
+            "pushed": format!("{registry}/{path}"),
+            "digest": digest,
+        })
+    );
+
+    let render = ferry_cmd(demo.path(), &["render", "staging"]).await;
+    render.assert_code(0, "render");
+    assert!(
+        render.stdout.contains(&format!("image: {pinned}\n")),
+        "{}",
+        render.stdout
+    );
+    assert!(
+        !render.stdout.contains("localhost:5000"),
+        "{}",
+        render.stdout
+    );
+
+    // The registry render names holds that manifest.
+    let client = Client::new(
+        &registry,
+        ClientOptions {
+            insecure: true,
+            credentials: CredentialFiles::default(),
+            ..ClientOptions::default()
+        },
+    )
+    .expect("client");
+    let (_, _, fetched) = client
+        .fetch_manifest(&path, &digest)
+        .await
+        .expect("the pinned manifest is on the registry");
+    assert_eq!(fetched, digest);
 }

@@ -16,6 +16,8 @@
 //! - `registry`: the OCI registry accepts and serves blobs and manifests.
 //! - `release`: the building blocks of `ferry release` (issue 5): rollout watch, availability
 //!   proof, release records, the lease lock, HTTP checks.
+//! - `restore_images`: a backup's images pushed back to a registry that lost them, from the
+//!   encrypted store, and pulled by digest; a blob in neither place is `Missing`.
 //! - `rollback`: the way back needs only the cluster (issue 10): rollback and crash recovery
 //!   with a broken template and no secrets, from bare files or flags.
 //! - `s3`: the S3 server stores objects and checks SigV4 signatures.
@@ -32,6 +34,7 @@ mod plan;
 mod registry;
 mod release;
 mod release_cmd;
+mod restore_images;
 mod rollback;
 mod s3;
 mod secrets;

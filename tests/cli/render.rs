@@ -350,3 +350,54 @@ fn copies_of_a_secret_are_hidden_in_every_encoding() {
     );
     assert!(shown.stdout.contains("correct-horse"), "{}", shown.stdout);
 }
+
+#[test]
+fn the_lock_pins_the_image_on_the_registry_it_was_pushed_to() {
+    let demo = Demo::new();
+    let digest = format!("sha256:{}", "4".repeat(64));
+    std::fs::create_dir_all(demo.file("target/ferry")).unwrap();
+    // A lock written before `pushed` existed: the image is in ferry.yaml's repository.
+    demo.write(
+        "target/ferry/images.lock",
+        &format!(
+            "{{\"web\": {{\"repository\": \"localhost:5000/demo/web\", \"digest\": \"{digest}\"}}}}\n"
+        ),
+    );
+    let run = demo.run(&["render", "staging"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains(&format!("image: localhost:5000/demo/web@{digest}")),
+        "{}",
+        run.stdout
+    );
+    // After `image push web --registry 127.0.0.1:5999`: the image is there.
+    demo.write(
+        "target/ferry/images.lock",
+        &format!(
+            "{{\"web\": {{\"repository\": \"localhost:5000/demo/web\", \"pushed\": \"127.0.0.1:5999/demo/web\", \"digest\": \"{digest}\"}}}}\n"
+        ),
+    );
+    let run = demo.run(&["render", "staging"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains(&format!("image: 127.0.0.1:5999/demo/web@{digest}")),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("localhost:5000"), "{}", run.stdout);
+    // A changed repository in ferry.yaml makes the entry meaningless.
+    demo.edit(
+        "ferry.yaml",
+        "repository: localhost:5000/demo/web",
+        "repository: localhost:5000/demo/other",
+    );
+    let run = demo.run(&["render", "staging"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("image: localhost:5000/demo/other:dev"),
+        "{}",
+        run.stdout
+    );
+}
